@@ -1,0 +1,86 @@
+# wm_perf: PGXS build plus the project's `demo`, `test` and `bench` targets.
+
+EXTENSION = wm_perf
+MODULE_big = wm_perf
+PGFILEDESC = "wm_perf - cached statistics, radius lookups and Redis invalidation"
+
+# One source of the version: the control file.
+EXTVERSION = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" $(EXTENSION).control)
+
+OBJS = \
+	src/wm_perf.o \
+	src/guc.o \
+	src/metrics.o \
+	src/redis.o \
+	src/shmem.o \
+	src/spatial.o \
+	src/spi_util.o \
+	src/stats.o \
+	src/trigger.o \
+	src/worker.o \
+	src/xact.o
+
+DATA = \
+	sql/wm_perf--1.0.sql
+
+DOCS = \
+	docs/concurrent_indexes.sql
+
+PG_CPPFLAGS += -I$(srcdir)/src -DWM_PERF_VERSION=\"$(EXTVERSION)\"
+SHLIB_LINK += -lhiredis
+
+# -Werror unless WERROR=0 is given (escape hatch for new compilers).
+WERROR ?= 1
+PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+ifeq ($(WERROR),1)
+PG_CFLAGS += -Werror
+endif
+
+# pg_regress does not CASCADE: load the requirements explicitly.
+REGRESS = setup attach stats spatial plans invalidation no_redis guc errors privileges
+REGRESS_OPTS = --load-extension=postgis --load-extension=btree_gist --load-extension=wm_perf
+
+ISOLATION = invalidation_commit
+ISOLATION_OPTS = --load-extension=postgis --load-extension=btree_gist --load-extension=wm_perf
+
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+# Prefer the PostgreSQL 15 that Debian installs; any pg_config may be given.
+ifneq ($(wildcard /usr/lib/postgresql/15/bin/pg_config),)
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+else
+PG_CONFIG ?= pg_config
+endif
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+
+# On a fresh machine there is no PGXS yet: only `demo` and `test` (which
+# install it first) are usable then.
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+else
+all install installcheck:
+	@echo "PostgreSQL server development files are missing: run 'make test' or 'make demo'" >&2
+	@exit 1
+endif
+
+# Individual suites against an already running server (PGHOST/PGPORT).
+.PHONY: regresscheck isolationcheck tapcheck test demo bench
+
+regresscheck:
+	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
+
+isolationcheck:
+	$(pg_isolation_regress_installcheck) $(ISOLATION_OPTS) $(ISOLATION)
+
+tapcheck:
+	$(prove_installcheck)
+
+test:
+	bash test/lib/run_tests.sh
+
+demo:
+	bash test/lib/run_demo.sh
+
+bench:
+	bash bench/run_bench.sh

@@ -1,0 +1,254 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *	  The wm_perf.* settings.
+ *
+ * Everything that points at Redis or holds a secret is PGC_SUSET and
+ * GUC_SUPERUSER_ONLY: a non-superuser can neither set nor read it.  A
+ * password set in postgresql.conf is protected that way only once the
+ * library is loaded in the backend: in a session that never loaded wm_perf,
+ * an unknown custom setting is a readable placeholder.  Hence the documented
+ * ways to give a password are wm_perf.redis_password_file (a file only the
+ * server's OS user can read), or wm_perf.redis_password together with
+ * shared_preload_libraries = 'wm_perf'.  _PG_init warns when it finds a
+ * password placeholder without preload.
+ *
+ * An assign hook that changes the Redis target only bumps
+ * wm_guc_redis_target_generation; redis.c notices and reconnects lazily.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <arpa/inet.h>
+#include <limits.h>
+
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "wm_perf.h"
+
+char	   *wm_guc_redis_host = NULL;
+int			wm_guc_redis_port = 6379;
+char	   *wm_guc_redis_password = NULL;
+char	   *wm_guc_redis_password_file = NULL;
+char	   *wm_guc_redis_user = NULL;
+int			wm_guc_redis_database = 0;
+int			wm_guc_redis_connect_timeout = 50;
+int			wm_guc_redis_command_timeout = 50;
+int			wm_guc_redis_backoff = 1000;
+int			wm_guc_cache_ttl = 900;
+char	   *wm_guc_key_prefix = NULL;
+bool		wm_guc_cache_enabled = true;
+int			wm_guc_slow_spatial_threshold = 100;
+
+/* Bumped whenever a setting that identifies the Redis target changes. */
+uint64		wm_guc_redis_target_generation = 0;
+
+/*
+ * The host must be an IP address, "localhost" or an absolute unix socket
+ * path: a DNS look-up cannot be bounded by a timeout and must never happen
+ * on the commit path.
+ */
+static bool
+check_redis_host(char **newval, void **extra, GucSource source)
+{
+	const char *h = *newval;
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	if (h == NULL || h[0] == '\0' || h[0] == '/')
+		return true;
+	if (strcmp(h, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, h, buf) == 1 || inet_pton(AF_INET6, h, buf) == 1)
+		return true;
+
+	GUC_check_errdetail("wm_perf.redis_host must be an IP address, \"localhost\" or an absolute unix socket path.");
+	GUC_check_errhint("Host names are not resolved, because a DNS look-up cannot be bounded by a timeout.");
+	return false;
+}
+
+/* Key prefixes are one Redis key segment: no separators, no blanks. */
+static bool
+check_key_prefix(char **newval, void **extra, GucSource source)
+{
+	const char *p = *newval;
+	size_t		len = p ? strlen(p) : 0;
+	size_t		i;
+
+	if (len == 0 || len > 64)
+	{
+		GUC_check_errdetail("wm_perf.key_prefix must have between 1 and 64 characters.");
+		return false;
+	}
+	for (i = 0; i < len; i++)
+	{
+		char		c = p[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
+		{
+			GUC_check_errdetail("wm_perf.key_prefix may contain only letters, digits, \"_\", \"-\" and \".\".");
+			return false;
+		}
+	}
+	return true;
+}
+
+static void
+assign_redis_target_string(const char *newval, void *extra)
+{
+	wm_guc_redis_target_generation++;
+}
+
+static void
+assign_redis_target_int(int newval, void *extra)
+{
+	wm_guc_redis_target_generation++;
+}
+
+void
+wm_guc_init(void)
+{
+	/* Redis target and secrets: superuser only, to set and to read. */
+	DefineCustomStringVariable("wm_perf.redis_host",
+							   gettext_noop("Sets the Redis server used as the statistics cache."),
+							   gettext_noop("An IP address, \"localhost\" or an absolute unix socket path. Empty disables the cache."),
+							   &wm_guc_redis_host,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY,
+							   check_redis_host, assign_redis_target_string, NULL);
+
+	DefineCustomIntVariable("wm_perf.redis_port",
+							gettext_noop("Sets the TCP port of the Redis server."),
+							NULL,
+							&wm_guc_redis_port,
+							6379, 1, 65535,
+							PGC_SUSET,
+							GUC_SUPERUSER_ONLY,
+							NULL, assign_redis_target_int, NULL);
+
+	DefineCustomStringVariable("wm_perf.redis_password",
+							   gettext_noop("Sets the password sent with AUTH to Redis."),
+							   gettext_noop("Set it only together with shared_preload_libraries = 'wm_perf', or use wm_perf.redis_password_file."),
+							   &wm_guc_redis_password,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
+							   NULL, assign_redis_target_string, NULL);
+
+	DefineCustomStringVariable("wm_perf.redis_password_file",
+							   gettext_noop("Sets a file whose first line is the Redis AUTH password."),
+							   gettext_noop("The file is read when a connection is opened; it should be readable only by the server's operating-system user."),
+							   &wm_guc_redis_password_file,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, assign_redis_target_string, NULL);
+
+	DefineCustomStringVariable("wm_perf.redis_user",
+							   gettext_noop("Sets the Redis 6 ACL user name sent with AUTH."),
+							   gettext_noop("Empty means the default user (AUTH with the password only)."),
+							   &wm_guc_redis_user,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, assign_redis_target_string, NULL);
+
+	DefineCustomIntVariable("wm_perf.redis_database",
+							gettext_noop("Sets the Redis database index selected after connecting."),
+							NULL,
+							&wm_guc_redis_database,
+							0, 0, 1023,
+							PGC_SUSET,
+							GUC_SUPERUSER_ONLY,
+							NULL, assign_redis_target_int, NULL);
+
+	/*
+	 * Timeouts, back-off and TTL are superuser-only too: a user who could
+	 * raise a timeout could stall other sessions' commits behind Redis, and
+	 * the TTL decides how long an undeliverable invalidation can matter.
+	 */
+	DefineCustomIntVariable("wm_perf.redis_connect_timeout",
+							gettext_noop("Sets the maximum time to wait for a Redis connection."),
+							NULL,
+							&wm_guc_redis_connect_timeout,
+							50, 1, 10000,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("wm_perf.redis_command_timeout",
+							gettext_noop("Sets the maximum time to wait for one Redis round trip."),
+							NULL,
+							&wm_guc_redis_command_timeout,
+							50, 1, 10000,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("wm_perf.redis_backoff",
+							gettext_noop("Sets how long a backend leaves Redis alone after a failure."),
+							gettext_noop("During this interval reads compute from the database and commits do not wait for Redis."),
+							&wm_guc_redis_backoff,
+							1000, 0, 3600000,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("wm_perf.cache_ttl",
+							gettext_noop("Sets the expiry of cached statistics."),
+							gettext_noop("A bound on Redis memory, not on staleness: invalidation is immediate."),
+							&wm_guc_cache_ttl,
+							900, 1, 86400 * 7,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("wm_perf.key_prefix",
+							   gettext_noop("Sets the first segment of every Redis key wm_perf uses."),
+							   NULL,
+							   &wm_guc_key_prefix,
+							   "wm_perf",
+							   PGC_SUSET,
+							   0,
+							   check_key_prefix, assign_redis_target_string, NULL);
+
+	/*
+	 * Per-session read knob: any user may bypass the cache for their own
+	 * reads.  It never disables invalidation, so it cannot make anyone
+	 * else's cache stale.
+	 */
+	DefineCustomBoolVariable("wm_perf.cache_enabled",
+							 gettext_noop("Enables reading and storing statistics in the Redis cache in this session."),
+							 gettext_noop("Invalidation at commit happens regardless of this setting."),
+							 &wm_guc_cache_enabled,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("wm_perf.slow_spatial_threshold",
+							gettext_noop("Sets the duration above which radius lookups are logged and counted as slow."),
+							gettext_noop("-1 disables the logging; slow calls are still counted."),
+							&wm_guc_slow_spatial_threshold,
+							100, -1, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("wm_perf");
+
+	/*
+	 * A password placeholder in a backend that loads us late was readable by
+	 * everyone until this moment: tell the administrator in the server log.
+	 */
+	if (!process_shared_preload_libraries_in_progress &&
+		wm_guc_redis_password != NULL && wm_guc_redis_password[0] != '\0')
+		ereport(LOG,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("wm_perf.redis_password is set but wm_perf is not in shared_preload_libraries"),
+				 errdetail("Until wm_perf is loaded, a session can read the setting as a placeholder."),
+				 errhint("Add wm_perf to shared_preload_libraries, or use wm_perf.redis_password_file instead.")));
+}

@@ -1,0 +1,145 @@
+/*-------------------------------------------------------------------------
+ *
+ * metrics.c
+ *	  Counters behind the wm_perf_metrics view.
+ *
+ * With shared_preload_libraries the counters live in shared memory and are
+ * cluster-wide (pg_atomic_* only, no lock: every update is one atomic
+ * add or a compare-and-swap loop for maxima).  Without preload they are this
+ * backend's own.  Updating a counter never allocates and never fails, so it
+ * is safe on the post-commit path.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "utils/builtins.h"
+#include "utils/tuplestore.h"
+
+#include "compat.h"
+#include "wm_perf.h"
+
+#define WM_NCOUNTERS (WM_METRIC_KIND_COUNT * WM_COUNTER_COUNT)
+
+static pg_atomic_uint64 local_counters[WM_NCOUNTERS];
+static bool local_initialized = false;
+
+static const char *const kind_names[WM_METRIC_KIND_COUNT] = {
+	"wm_route_statistics",
+	"wm_bin_statistics",
+	"wm_bins_within_radius",
+	"wm_routes_within_radius",
+	"invalidation"
+};
+
+static pg_atomic_uint64 *
+counters(void)
+{
+	pg_atomic_uint64 *shared = wm_shmem_counters();
+	int			i;
+
+	if (shared)
+		return shared;
+	if (!local_initialized)
+	{
+		for (i = 0; i < WM_NCOUNTERS; i++)
+			pg_atomic_init_u64(&local_counters[i], 0);
+		local_initialized = true;
+	}
+	return local_counters;
+}
+
+void
+wm_metrics_add(WmMetricKind kind, WmCounter counter, uint64 delta)
+{
+	pg_atomic_fetch_add_u64(&counters()[kind * WM_COUNTER_COUNT + counter],
+							(int64) delta);
+}
+
+void
+wm_metrics_max(WmMetricKind kind, WmCounter counter, uint64 value)
+{
+	pg_atomic_uint64 *c = &counters()[kind * WM_COUNTER_COUNT + counter];
+	uint64		cur = pg_atomic_read_u64(c);
+
+	while (value > cur)
+	{
+		if (pg_atomic_compare_exchange_u64(c, &cur, value))
+			break;
+	}
+}
+
+uint64
+wm_metrics_get(WmMetricKind kind, WmCounter counter)
+{
+	return pg_atomic_read_u64(&counters()[kind * WM_COUNTER_COUNT + counter]);
+}
+
+void
+wm_metrics_reset_all(void)
+{
+	pg_atomic_uint64 *c = counters();
+	int			i;
+
+	for (i = 0; i < WM_NCOUNTERS; i++)
+		pg_atomic_write_u64(&c[i], 0);
+}
+
+const char *
+wm_metrics_kind_name(WmMetricKind kind)
+{
+	return kind_names[kind];
+}
+
+PG_FUNCTION_INFO_V1(wm_perf_metrics);
+Datum
+wm_perf_metrics(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			k;
+
+	WM_INIT_MATERIALIZED_SRF(fcinfo);
+
+	for (k = 0; k < WM_METRIC_KIND_COUNT; k++)
+	{
+		Datum		values[18];
+		bool		nulls[18] = {0};
+		int			n = 0;
+
+#define C(counter) wm_metrics_get((WmMetricKind) k, counter)
+		values[n++] = CStringGetTextDatum(kind_names[k]);
+		values[n++] = Int64GetDatum(C(WM_COUNTER_CALLS));
+		values[n++] = Int64GetDatum(C(WM_COUNTER_HITS));
+		values[n++] = Int64GetDatum(C(WM_COUNTER_MISSES));
+		values[n++] = Int64GetDatum(C(WM_COUNTER_BYPASSES));
+		values[n++] = Int64GetDatum(C(WM_COUNTER_ERRORS));
+		values[n++] = Float8GetDatum(C(WM_COUNTER_CALL_TIME_US) / 1000.0);
+		values[n++] = Float8GetDatum(C(WM_COUNTER_CALL_MAX_US) / 1000.0);
+		values[n++] = Int64GetDatum(C(WM_COUNTER_SLOW_CALLS));
+		values[n++] = Int64GetDatum(C(WM_COUNTER_REDIS_TRIPS));
+		values[n++] = Float8GetDatum(C(WM_COUNTER_REDIS_RTT_US) / 1000.0);
+		values[n++] = Float8GetDatum(C(WM_COUNTER_REDIS_RTT_MAX_US) / 1000.0);
+		values[n++] = Int64GetDatum(C(WM_COUNTER_INV_RECORDED));
+		values[n++] = Int64GetDatum(C(WM_COUNTER_INV_DELIVERED));
+		values[n++] = Int64GetDatum(C(WM_COUNTER_INV_FAILED));
+		values[n++] = Int64GetDatum(C(WM_COUNTER_INV_RETRIED));
+		values[n++] = Int64GetDatum(C(WM_COUNTER_KEYS_DELETED));
+		values[n++] = BoolGetDatum(wm_shmem_counters() != NULL);
+#undef C
+		Assert(n == lengthof(values));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(wm_perf_metrics_reset);
+Datum
+wm_perf_metrics_reset(PG_FUNCTION_ARGS)
+{
+	wm_metrics_reset_all();
+	PG_RETURN_VOID();
+}

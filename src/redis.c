@@ -1,0 +1,564 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis.c
+ *	  The only file that talks to hiredis.
+ *
+ * One lazily opened connection per backend.  Connecting is bounded by
+ * wm_perf.redis_connect_timeout, every command by
+ * wm_perf.redis_command_timeout (redisSetTimeout sets SO_RCVTIMEO and
+ * SO_SNDTIMEO).  Host names are refused by the setting's check hook, so no
+ * unbounded DNS look-up can happen.  A connection that fails a command is
+ * freed; a call whose connection was already open retries once on a fresh
+ * connection (the server may have closed an idle one), except after a
+ * timeout, which is never paid twice.  After a failure the backend leaves
+ * Redis alone for wm_perf.redis_backoff, so an outage costs at most one
+ * timeout per interval, not one per call or commit.
+ *
+ * Nothing here raises an ERROR.  wm_redis_deliver and
+ * wm_redis_unlink_matching run after commit: they use hiredis (malloc) and
+ * stack memory only, never palloc.  Warnings are rate-limited and carry
+ * SQLSTATE 08001 (connect) or 08006 (command); they never show a password.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <sys/time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "miscadmin.h"
+#include "utils/timestamp.h"
+
+#include "redis.h"
+#include "wm_perf.h"
+
+/* Seconds between two warnings of one backend. */
+#define WM_REDIS_WARNING_INTERVAL_S 10
+
+/* Longest password read from wm_perf.redis_password_file. */
+#define WM_REDIS_MAX_PASSWORD 512
+
+/*
+ * The read path in one round trip.  KEYS[1] epoch key, KEYS[2] generation
+ * key; ARGV[1] value key prefix, ARGV[2] suffix, ARGV[3] the server's run
+ * id as seen at connect time.  Returns {version, value or false}.
+ */
+static const char *const lookup_script =
+"local e = redis.call('GET', KEYS[1]) or '0' "
+"local g = redis.call('GET', KEYS[2]) or '0' "
+"local v = ARGV[3] .. ':e' .. e .. ':g' .. g "
+"return {v, redis.call('GET', ARGV[1] .. ':' .. v .. ARGV[2])}";
+
+static redisContext *ctx = NULL;
+static uint64 ctx_target_generation = 0;
+static char run_id[48];
+static TimestampTz backoff_until = 0;
+static TimestampTz last_warning = 0;
+
+static void
+warn_failure(int sqlstate, const char *what, const char *detail)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	char		where[64];
+
+	if (last_warning != 0 &&
+		!TimestampDifferenceExceeds(last_warning, now,
+									WM_REDIS_WARNING_INTERVAL_S * 1000))
+		return;
+	last_warning = now;
+
+	/* No palloc here: this may run after commit. */
+	if (wm_guc_redis_host[0] == '/')
+		where[0] = '\0';
+	else
+		snprintf(where, sizeof(where), ":%d", wm_guc_redis_port);
+	ereport(WARNING,
+			(errcode(sqlstate),
+			 errmsg("wm_perf could not %s Redis at %s%s: %s",
+					what, wm_guc_redis_host, where,
+					detail ? detail : "unknown error"),
+			 errdetail("Statistics are computed in the database until Redis answers again; retrying after %d ms.",
+					   wm_guc_redis_backoff)));
+}
+
+static void
+drop_connection(void)
+{
+	if (ctx)
+		redisFree(ctx);
+	ctx = NULL;
+}
+
+static void
+fail(int sqlstate, const char *what, const char *detail)
+{
+	warn_failure(sqlstate, what, detail);
+	drop_connection();
+	backoff_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												wm_guc_redis_backoff);
+}
+
+static struct timeval
+ms_to_timeval(int ms)
+{
+	struct timeval tv;
+
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	return tv;
+}
+
+/* Run one command on ctx; a NULL or error reply is a failure. */
+static redisReply *
+command(int argc, const char **argv, const size_t *argvlen)
+{
+	redisReply *reply = redisCommandArgv(ctx, argc, argv, argvlen);
+
+	if (reply == NULL)
+		return NULL;
+	if (reply->type == REDIS_REPLY_ERROR)
+	{
+		freeReplyObject(reply);
+		return NULL;
+	}
+	return reply;
+}
+
+/* Read the password: the setting, else the first line of the file. */
+static bool
+read_password(char *buf, size_t size)
+{
+	FILE	   *f;
+	size_t		len;
+
+	buf[0] = '\0';
+	if (wm_guc_redis_password && wm_guc_redis_password[0] != '\0')
+	{
+		strlcpy(buf, wm_guc_redis_password, size);
+		return true;
+	}
+	if (wm_guc_redis_password_file == NULL || wm_guc_redis_password_file[0] == '\0')
+		return true;
+	f = fopen(wm_guc_redis_password_file, "r");
+	if (f == NULL)
+		return false;
+	if (fgets(buf, (int) size, f) == NULL)
+		buf[0] = '\0';
+	fclose(f);
+	len = strlen(buf);
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		buf[--len] = '\0';
+	return true;
+}
+
+/* AUTH, SELECT and INFO server on a fresh connection. */
+static bool
+handshake(const char **detail)
+{
+	char		password[WM_REDIS_MAX_PASSWORD];
+	redisReply *reply;
+	const char *argv[3];
+	char		dbbuf[16];
+	char	   *p;
+
+	if (!read_password(password, sizeof(password)))
+	{
+		*detail = "cannot read wm_perf.redis_password_file";
+		return false;
+	}
+	if (password[0] != '\0')
+	{
+		int			argc = 0;
+
+		argv[argc++] = "AUTH";
+		if (wm_guc_redis_user && wm_guc_redis_user[0] != '\0')
+			argv[argc++] = wm_guc_redis_user;
+		argv[argc++] = password;
+		reply = command(argc, argv, NULL);
+		explicit_bzero(password, sizeof(password));
+		if (reply == NULL)
+		{
+			*detail = ctx->err ? ctx->errstr : "authentication failed";
+			return false;
+		}
+		freeReplyObject(reply);
+	}
+	if (wm_guc_redis_database != 0)
+	{
+		snprintf(dbbuf, sizeof(dbbuf), "%d", wm_guc_redis_database);
+		argv[0] = "SELECT";
+		argv[1] = dbbuf;
+		reply = command(2, argv, NULL);
+		if (reply == NULL)
+		{
+			*detail = ctx->err ? ctx->errstr : "SELECT of the database failed";
+			return false;
+		}
+		freeReplyObject(reply);
+	}
+
+	/*
+	 * The server's run id goes into every value key: a restarted, failed
+	 * over or restored server may bring back old values and older generation
+	 * counters, but never under the new run id.
+	 */
+	argv[0] = "INFO";
+	argv[1] = "server";
+	reply = command(2, argv, NULL);
+	if (reply == NULL || reply->type != REDIS_REPLY_STRING ||
+		(p = strstr(reply->str, "run_id:")) == NULL)
+	{
+		if (reply)
+			freeReplyObject(reply);
+		*detail = ctx->err ? ctx->errstr : "INFO server returned no run_id";
+		return false;
+	}
+	p += strlen("run_id:");
+	{
+		size_t		n = strcspn(p, "\r\n");
+
+		/* 12 hex digits identify a run well enough and keep keys short. */
+		if (n > 12)
+			n = 12;
+		memcpy(run_id, p, n);
+		run_id[n] = '\0';
+	}
+	freeReplyObject(reply);
+	return true;
+}
+
+bool
+wm_redis_configured(void)
+{
+	return wm_guc_redis_host != NULL && wm_guc_redis_host[0] != '\0';
+}
+
+/* Make sure ctx is usable. */
+static WmRedisStatus
+ensure_connection(void)
+{
+	struct timeval tv;
+	const char *detail = NULL;
+
+	if (!wm_redis_configured())
+	{
+		drop_connection();
+		return WM_REDIS_DISABLED;
+	}
+	if (ctx && ctx_target_generation != wm_guc_redis_target_generation)
+		drop_connection();
+	if (ctx)
+		return WM_REDIS_OK;
+	if (backoff_until != 0 && GetCurrentTimestamp() < backoff_until)
+		return WM_REDIS_BACKOFF;
+
+	tv = ms_to_timeval(wm_guc_redis_connect_timeout);
+	if (wm_guc_redis_host[0] == '/')
+		ctx = redisConnectUnixWithTimeout(wm_guc_redis_host, tv);
+	else
+		ctx = redisConnectWithTimeout(strcmp(wm_guc_redis_host, "localhost") == 0 ?
+									  "127.0.0.1" : wm_guc_redis_host,
+									  wm_guc_redis_port, tv);
+	if (ctx == NULL || ctx->err)
+	{
+		fail(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION, "connect to",
+			 ctx ? ctx->errstr : "out of memory");
+		return WM_REDIS_FAILED;
+	}
+	if (redisSetTimeout(ctx, ms_to_timeval(wm_guc_redis_command_timeout)) != REDIS_OK ||
+		!handshake(&detail))
+	{
+		fail(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION, "connect to",
+			 detail ? detail : ctx->errstr);
+		return WM_REDIS_FAILED;
+	}
+	ctx_target_generation = wm_guc_redis_target_generation;
+	backoff_until = 0;
+	return WM_REDIS_OK;
+}
+
+/*
+ * Should a failed command on a connection that was open before this call be
+ * retried on a new one?  Only for a closed connection, never after a
+ * timeout.
+ */
+static bool
+retryable(void)
+{
+	return ctx != NULL && ctx->err == REDIS_ERR_EOF;
+}
+
+static void
+count_trip(WmMetricKind kind, TimestampTz start)
+{
+	uint64		us = (uint64) Max(GetCurrentTimestamp() - start, 0);
+
+	wm_metrics_add(kind, WM_COUNTER_REDIS_TRIPS, 1);
+	wm_metrics_add(kind, WM_COUNTER_REDIS_RTT_US, us);
+	wm_metrics_max(kind, WM_COUNTER_REDIS_RTT_MAX_US, us);
+}
+
+WmRedisStatus
+wm_redis_lookup(WmMetricKind kind, const char *epoch_key, const char *gen_key,
+				const char *vprefix, const char *vsuffix,
+				char **version, char **value, size_t *value_len)
+{
+	const char *argv[8];
+	redisReply *reply = NULL;
+	WmRedisStatus st;
+	TimestampTz start;
+	bool		was_open;
+	int			attempt;
+
+	*version = NULL;
+	*value = NULL;
+	*value_len = 0;
+
+	for (attempt = 0; attempt < 2; attempt++)
+	{
+		was_open = ctx != NULL;
+		if ((st = ensure_connection()) != WM_REDIS_OK)
+			return st;
+		argv[0] = "EVAL";
+		argv[1] = lookup_script;
+		argv[2] = "2";
+		argv[3] = epoch_key;
+		argv[4] = gen_key;
+		argv[5] = vprefix;
+		argv[6] = vsuffix;
+		argv[7] = run_id;
+		start = GetCurrentTimestamp();
+		reply = redisCommandArgv(ctx, 8, argv, NULL);
+		count_trip(kind, start);
+		if (reply != NULL)
+			break;
+		if (!(was_open && retryable()))
+			break;
+		drop_connection();
+	}
+
+	if (reply == NULL)
+	{
+		fail(ERRCODE_CONNECTION_FAILURE, "read from", ctx ? ctx->errstr : NULL);
+		return WM_REDIS_FAILED;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+		reply->element[0]->type != REDIS_REPLY_STRING)
+	{
+		const char *why = reply->type == REDIS_REPLY_ERROR ?
+		pstrdup(reply->str) : "unexpected reply to the lookup script";
+
+		freeReplyObject(reply);
+		fail(ERRCODE_CONNECTION_FAILURE, "read from", why);
+		return WM_REDIS_FAILED;
+	}
+	*version = pnstrdup(reply->element[0]->str, reply->element[0]->len);
+	if (reply->element[1]->type == REDIS_REPLY_STRING)
+	{
+		*value = palloc(reply->element[1]->len + 1);
+		memcpy(*value, reply->element[1]->str, reply->element[1]->len);
+		(*value)[reply->element[1]->len] = '\0';
+		*value_len = reply->element[1]->len;
+	}
+	freeReplyObject(reply);
+	return WM_REDIS_OK;
+}
+
+WmRedisStatus
+wm_redis_store(WmMetricKind kind, const char *key, const char *value, size_t len, int ttl_s)
+{
+	const char *argv[5];
+	size_t		argvlen[5];
+	char		ttl[16];
+	redisReply *reply;
+	WmRedisStatus st;
+	TimestampTz start;
+
+	if ((st = ensure_connection()) != WM_REDIS_OK)
+		return st;
+	snprintf(ttl, sizeof(ttl), "%d", ttl_s);
+	argv[0] = "SET";
+	argvlen[0] = 3;
+	argv[1] = key;
+	argvlen[1] = strlen(key);
+	argv[2] = value;
+	argvlen[2] = len;
+	argv[3] = "EX";
+	argvlen[3] = 2;
+	argv[4] = ttl;
+	argvlen[4] = strlen(ttl);
+	start = GetCurrentTimestamp();
+	reply = redisCommandArgv(ctx, 5, argv, argvlen);
+	count_trip(kind, start);
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+	{
+		if (reply)
+			freeReplyObject(reply);
+		fail(ERRCODE_CONNECTION_FAILURE, "write to", ctx ? ctx->errstr : NULL);
+		return WM_REDIS_FAILED;
+	}
+	freeReplyObject(reply);
+	return WM_REDIS_OK;
+}
+
+/* Send the pipeline and read every reply; false on any failure. */
+static bool
+pipeline(int nincr, char *const *incr_keys, int nunlink,
+		 char *const *unlink_keys, long *unlinked)
+{
+	const char *argv[2];
+	redisReply *reply;
+	int			i;
+	bool		ok = true;
+
+	for (i = 0; i < nincr; i++)
+	{
+		argv[0] = "INCR";
+		argv[1] = incr_keys[i];
+		if (redisAppendCommandArgv(ctx, 2, argv, NULL) != REDIS_OK)
+			return false;
+	}
+	for (i = 0; i < nunlink; i++)
+	{
+		argv[0] = "UNLINK";
+		argv[1] = unlink_keys[i];
+		if (redisAppendCommandArgv(ctx, 2, argv, NULL) != REDIS_OK)
+			return false;
+	}
+	for (i = 0; i < nincr + nunlink; i++)
+	{
+		if (redisGetReply(ctx, (void **) &reply) != REDIS_OK || reply == NULL)
+			return false;
+		if (reply->type == REDIS_REPLY_ERROR)
+			ok = false;
+		else if (i >= nincr && reply->type == REDIS_REPLY_INTEGER)
+			*unlinked += (long) reply->integer;
+		freeReplyObject(reply);
+	}
+	return ok;
+}
+
+WmRedisStatus
+wm_redis_deliver(int nincr, char *const *incr_keys,
+				 int nunlink, char *const *unlink_keys, long *unlinked)
+{
+	WmRedisStatus st;
+	TimestampTz start;
+	bool		was_open;
+	bool		ok = false;
+	int			attempt;
+
+	*unlinked = 0;
+	if (nincr + nunlink == 0)
+		return WM_REDIS_OK;
+
+	for (attempt = 0; attempt < 2; attempt++)
+	{
+		was_open = ctx != NULL;
+		if ((st = ensure_connection()) != WM_REDIS_OK)
+			return st;
+		start = GetCurrentTimestamp();
+		ok = pipeline(nincr, incr_keys, nunlink, unlink_keys, unlinked);
+		count_trip(WM_METRIC_INVALIDATION, start);
+		if (ok || !(was_open && retryable()))
+			break;
+		drop_connection();
+		*unlinked = 0;
+	}
+	if (!ok)
+	{
+		fail(ERRCODE_CONNECTION_FAILURE, "deliver invalidations to",
+			 ctx && ctx->err ? ctx->errstr : "error reply");
+		return WM_REDIS_FAILED;
+	}
+	return WM_REDIS_OK;
+}
+
+WmRedisStatus
+wm_redis_unlink_matching(const char *pattern, int max_rounds, long *unlinked)
+{
+	char		cursor[32] = "0";
+	const char *argv[6];
+	redisReply *reply;
+	WmRedisStatus st;
+	int			round;
+	size_t		i;
+
+	*unlinked = 0;
+	if ((st = ensure_connection()) != WM_REDIS_OK)
+		return st;
+
+	for (round = 0; round < max_rounds; round++)
+	{
+		argv[0] = "SCAN";
+		argv[1] = cursor;
+		argv[2] = "MATCH";
+		argv[3] = pattern;
+		argv[4] = "COUNT";
+		argv[5] = "1000";
+		reply = redisCommandArgv(ctx, 6, argv, NULL);
+		if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+			reply->elements != 2 ||
+			reply->element[0]->type != REDIS_REPLY_STRING ||
+			reply->element[1]->type != REDIS_REPLY_ARRAY)
+		{
+			if (reply)
+				freeReplyObject(reply);
+			fail(ERRCODE_CONNECTION_FAILURE, "scan", ctx ? ctx->errstr : NULL);
+			return WM_REDIS_FAILED;
+		}
+		strlcpy(cursor, reply->element[0]->str, sizeof(cursor));
+		if (reply->element[1]->elements > 0)
+		{
+			size_t		n = reply->element[1]->elements;
+			const char **uargv = malloc(sizeof(char *) * (n + 1));
+			size_t	   *uargvlen = malloc(sizeof(size_t) * (n + 1));
+			redisReply *r = NULL;
+
+			/* malloc, not palloc: this runs after commit. */
+			if (uargv != NULL && uargvlen != NULL)
+			{
+				uargv[0] = "UNLINK";
+				uargvlen[0] = 6;
+				for (i = 0; i < n; i++)
+				{
+					uargv[i + 1] = reply->element[1]->element[i]->str;
+					uargvlen[i + 1] = reply->element[1]->element[i]->len;
+				}
+				r = redisCommandArgv(ctx, (int) n + 1, uargv, uargvlen);
+			}
+			free(uargv);
+			free(uargvlen);
+			if (r == NULL || r->type != REDIS_REPLY_INTEGER)
+			{
+				if (r)
+					freeReplyObject(r);
+				freeReplyObject(reply);
+				fail(ERRCODE_CONNECTION_FAILURE, "unlink keys in",
+					 ctx && ctx->err ? ctx->errstr : "UNLINK failed");
+				return WM_REDIS_FAILED;
+			}
+			*unlinked += (long) r->integer;
+			freeReplyObject(r);
+		}
+		freeReplyObject(reply);
+		if (strcmp(cursor, "0") == 0)
+			return WM_REDIS_OK;
+	}
+	return WM_REDIS_FAILED;
+}
+
+void
+wm_redis_disconnect(void)
+{
+	drop_connection();
+}
+
+void
+wm_redis_reset_backoff(void)
+{
+	backoff_until = 0;
+}

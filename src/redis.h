@@ -1,0 +1,68 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis.h
+ *	  wm_perf's Redis API.  No hiredis type appears here: redis.c is the
+ *	  only file that includes hiredis.
+ *
+ * Every call is bounded by wm_perf.redis_connect_timeout and
+ * wm_perf.redis_command_timeout, never raises an ERROR and, on the paths
+ * marked post-commit safe, never pallocs.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WM_PERF_REDIS_H
+#define WM_PERF_REDIS_H
+
+#include "wm_perf.h"
+
+typedef enum WmRedisStatus
+{
+	WM_REDIS_OK = 0,
+	WM_REDIS_DISABLED,			/* wm_perf.redis_host is empty */
+	WM_REDIS_BACKOFF,			/* a recent failure: not trying now */
+	WM_REDIS_FAILED				/* connect/command failed, timed out, or an
+								 * unexpected reply */
+} WmRedisStatus;
+
+/* Is a Redis target configured at all? */
+extern bool wm_redis_configured(void);
+
+/*
+ * Read path, one round trip: read the epoch and generation keys and the
+ * value stored under  vprefix ":" <version> vsuffix,  where <version> is
+ * "<run id>:e<epoch>:g<generation>".  On success *version is set (palloc'd)
+ * and *value is the palloc'd value, or NULL on a miss.
+ */
+extern WmRedisStatus wm_redis_lookup(WmMetricKind kind,
+									 const char *epoch_key, const char *gen_key,
+									 const char *vprefix, const char *vsuffix,
+									 char **version, char **value, size_t *value_len);
+
+/* SET key value EX ttl. */
+extern WmRedisStatus wm_redis_store(WmMetricKind kind, const char *key, const char *value,
+									size_t len, int ttl_s);
+
+/*
+ * Post-commit safe: one pipelined round trip with INCR for each incr_keys[i]
+ * and UNLINK for each unlink_keys[i].  *unlinked receives the number of
+ * keys UNLINK removed.
+ */
+extern WmRedisStatus wm_redis_deliver(int nincr, char *const *incr_keys,
+									  int nunlink, char *const *unlink_keys,
+									  long *unlinked);
+
+/*
+ * UNLINK every key matching a glob pattern, with SCAN ... COUNT 1000, for at
+ * most max_rounds SCAN round trips.  Post-commit safe.  Returns
+ * WM_REDIS_FAILED also when the scan did not finish within max_rounds.
+ */
+extern WmRedisStatus wm_redis_unlink_matching(const char *pattern, int max_rounds,
+											  long *unlinked);
+
+/* Close the connection (it is reopened lazily). */
+extern void wm_redis_disconnect(void);
+
+/* Forget any back-off: the next call tries to connect. */
+extern void wm_redis_reset_backoff(void);
+
+#endif							/* WM_PERF_REDIS_H */

@@ -1,0 +1,251 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *	  Shared state with shared_preload_libraries: cluster-wide metrics and
+ *	  the invalidations that could not be delivered at commit.
+ *
+ * Locking protocol:
+ *	- counters[] are pg_atomic_uint64, updated without any lock.
+ *	- dirty[], ndirty, overflow, seq and worker_latch are protected by the
+ *	  spinlock "mutex".  Critical sections are a few loads and stores: no
+ *	  allocation, no error, so the post-commit path may take it.
+ *	- ndirty_hint and epoch_delivered are atomics readers test without the
+ *	  lock; a reader that sees a non-zero hint takes the lock to look.
+ *
+ * Protocol: a backend whose commit could not deliver an invalidation marks
+ * (database, scopes) dirty here and sets the worker's latch.  Readers bypass
+ * the cache for a dirty scope.  The worker delivers and clears an entry
+ * only if nothing marked it again meanwhile (seq).  A fresh shared memory
+ * segment (first start or crash restart) starts with epoch_delivered false:
+ * every scope of every database is dirty until the worker has bumped the
+ * global epoch key in Redis, which makes every older cached value
+ * unreachable.  When dirty[] is full, overflow forces the same epoch bump.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+
+#include "wm_perf.h"
+
+typedef struct WmSharedState
+{
+	pg_atomic_uint64 counters[WM_METRIC_KIND_COUNT * WM_COUNTER_COUNT];
+	pg_atomic_uint32 epoch_delivered;
+	pg_atomic_uint32 ndirty_hint;
+	slock_t		mutex;
+	uint64		seq;			/* last sequence number handed out */
+	uint64		overflow_seq;	/* non-zero: dirty[] overflowed at this seq */
+	Latch	   *worker_latch;
+	int			ndirty;
+	WmDirtyEntry dirty[WM_MAX_DIRTY];
+} WmSharedState;
+
+static WmSharedState *shared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+wm_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(WmSharedState)));
+}
+
+static void
+wm_shmem_startup(void)
+{
+	bool		found;
+	int			i;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	shared = NULL;
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("wm_perf shared state", sizeof(WmSharedState), &found);
+	if (!found)
+	{
+		for (i = 0; i < WM_METRIC_KIND_COUNT * WM_COUNTER_COUNT; i++)
+			pg_atomic_init_u64(&shared->counters[i], 0);
+		pg_atomic_init_u32(&shared->epoch_delivered, 0);
+		pg_atomic_init_u32(&shared->ndirty_hint, 0);
+		SpinLockInit(&shared->mutex);
+		shared->seq = 0;
+		shared->overflow_seq = 0;
+		shared->worker_latch = NULL;
+		shared->ndirty = 0;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Called from _PG_init while preloading. */
+void
+wm_shmem_init(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = wm_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = wm_shmem_startup;
+}
+
+bool
+wm_shmem_available(void)
+{
+	return shared != NULL;
+}
+
+pg_atomic_uint64 *
+wm_shmem_counters(void)
+{
+	return shared ? shared->counters : NULL;
+}
+
+/*
+ * May a reader use the cache for this scope?  Always true without preload
+ * (no shared state: the documented TTL-bounded limitation applies).
+ */
+bool
+wm_shmem_cache_usable(Oid dboid, WmScope scope)
+{
+	bool		usable = true;
+	int			i;
+
+	if (shared == NULL)
+		return true;
+	if (pg_atomic_read_u32(&shared->epoch_delivered) == 0)
+		return false;
+	if (pg_atomic_read_u32(&shared->ndirty_hint) == 0)
+		return true;
+
+	SpinLockAcquire(&shared->mutex);
+	if (shared->overflow_seq != 0)
+		usable = false;
+	for (i = 0; usable && i < shared->ndirty; i++)
+		if (shared->dirty[i].dboid == dboid &&
+			(shared->dirty[i].scope_mask & (1 << scope)) != 0)
+			usable = false;
+	SpinLockRelease(&shared->mutex);
+	return usable;
+}
+
+/*
+ * Record an undelivered invalidation and wake the worker.  Post-commit safe:
+ * no allocation, no error.  Returns false without preload.
+ */
+bool
+wm_shmem_mark_dirty(Oid dboid, int scope_mask)
+{
+	Latch	   *latch;
+	int			i;
+
+	if (shared == NULL)
+		return false;
+
+	SpinLockAcquire(&shared->mutex);
+	shared->seq++;
+	for (i = 0; i < shared->ndirty; i++)
+		if (shared->dirty[i].dboid == dboid)
+			break;
+	if (i < shared->ndirty)
+	{
+		shared->dirty[i].scope_mask |= scope_mask;
+		shared->dirty[i].seq = shared->seq;
+	}
+	else if (shared->ndirty < WM_MAX_DIRTY)
+	{
+		shared->dirty[i].dboid = dboid;
+		shared->dirty[i].scope_mask = scope_mask;
+		shared->dirty[i].seq = shared->seq;
+		shared->ndirty++;
+	}
+	else
+		shared->overflow_seq = shared->seq;
+	pg_atomic_write_u32(&shared->ndirty_hint, 1);
+	latch = shared->worker_latch;
+	SpinLockRelease(&shared->mutex);
+
+	if (latch)
+		SetLatch(latch);
+	return true;
+}
+
+/*
+ * Copy the pending work for the worker.  *need_epoch is set when every
+ * cached value must be made unreachable (fresh start or overflow).
+ * Returns the number of entries copied; *upto is the sequence to pass back.
+ */
+int
+wm_shmem_snapshot_dirty(WmDirtyEntry *out, bool *need_epoch, uint64 *upto)
+{
+	int			n;
+
+	SpinLockAcquire(&shared->mutex);
+	n = shared->ndirty;
+	memcpy(out, shared->dirty, sizeof(WmDirtyEntry) * n);
+	*need_epoch = shared->overflow_seq != 0 ||
+		pg_atomic_read_u32(&shared->epoch_delivered) == 0;
+	*upto = shared->seq;
+	SpinLockRelease(&shared->mutex);
+	return n;
+}
+
+/* The entry for dboid was delivered as of sequence 'seq'. */
+void
+wm_shmem_clear_dirty(Oid dboid, uint64 seq)
+{
+	int			i;
+
+	SpinLockAcquire(&shared->mutex);
+	for (i = 0; i < shared->ndirty; i++)
+	{
+		if (shared->dirty[i].dboid == dboid && shared->dirty[i].seq <= seq)
+		{
+			shared->dirty[i] = shared->dirty[shared->ndirty - 1];
+			shared->ndirty--;
+			break;
+		}
+	}
+	if (shared->ndirty == 0 && shared->overflow_seq == 0)
+		pg_atomic_write_u32(&shared->ndirty_hint, 0);
+	SpinLockRelease(&shared->mutex);
+}
+
+/* The epoch was bumped after sequence 'seq': everything up to it is done. */
+void
+wm_shmem_epoch_done(uint64 seq)
+{
+	int			i;
+
+	SpinLockAcquire(&shared->mutex);
+	for (i = shared->ndirty - 1; i >= 0; i--)
+	{
+		if (shared->dirty[i].seq <= seq)
+		{
+			shared->dirty[i] = shared->dirty[shared->ndirty - 1];
+			shared->ndirty--;
+		}
+	}
+	if (shared->overflow_seq <= seq)
+		shared->overflow_seq = 0;
+	if (shared->ndirty == 0 && shared->overflow_seq == 0)
+		pg_atomic_write_u32(&shared->ndirty_hint, 0);
+	SpinLockRelease(&shared->mutex);
+	pg_atomic_write_u32(&shared->epoch_delivered, 1);
+}
+
+void
+wm_shmem_set_worker_latch(Latch *latch)
+{
+	SpinLockAcquire(&shared->mutex);
+	shared->worker_latch = latch;
+	SpinLockRelease(&shared->mutex);
+}

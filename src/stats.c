@@ -1,0 +1,664 @@
+/*-------------------------------------------------------------------------
+ *
+ * stats.c
+ *	  wm_route_statistics() and wm_bin_statistics(): cache or compute.
+ *
+ * Read path (DESIGN.md section 5):
+ *	1. decide whether the cache may be used at all: Redis configured,
+ *	   wm_perf.cache_enabled, READ COMMITTED (a REPEATABLE READ or
+ *	   SERIALIZABLE snapshot predates the generation read), no change of the
+ *	   scope pending in this transaction (read-your-own-writes), no
+ *	   undelivered invalidation of the scope, table-level SELECT on every
+ *	   table read, and no row-level security on them;
+ *	2. one round trip reads the epoch and the scope's generation and GETs
+ *	   the value stored under them (the server's run id is part of the key);
+ *	3. on a miss, compute through SPI with a fresh snapshot (read_only =
+ *	   false takes a new snapshot per query, after step 2) and SET the value
+ *	   under the version read in step 2.  A value computed from a snapshot
+ *	   older than a commit can therefore only be stored under a generation
+ *	   that commit's INCR has already superseded.
+ * Keys end with the calling role's oid: values never cross roles.  Cached
+ * values carry a CRC so that a corrupt or foreign value is a miss.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgtime.h"
+#include "port/pg_crc32c.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rls.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "redis.h"
+#include "wm_perf.h"
+
+/* Stored values look like "wm1:<8 hex digits of CRC-32C>:<json>". */
+#define WM_VALUE_MAGIC "wm1:"
+#define WM_VALUE_HEADER_LEN (4 + 8 + 1)
+
+/* Kept plans, rebuilt when the configuration changes. */
+typedef struct WmPlan
+{
+	SPIPlanPtr	plan;
+	uint64		generation;
+} WmPlan;
+
+static WmPlan route_plan_all;
+static WmPlan route_plan_territory;
+static WmPlan bin_plan_all;
+static WmPlan bin_plan_customer;
+static WmPlan event_plan_all;
+static WmPlan event_plan_customer;
+
+static SPIPlanPtr
+kept_plan(WmPlan *p, const char *sql, int nargs, Oid *argtypes)
+{
+	uint64		gen = wm_config_generation();
+
+	if (p->plan != NULL && p->generation == gen)
+		return p->plan;
+	if (p->plan != NULL)
+	{
+		SPI_freeplan(p->plan);
+		p->plan = NULL;
+	}
+	p->plan = SPI_prepare(sql, nargs, argtypes);
+	if (p->plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(p->plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	p->generation = gen;
+	return p->plan;
+}
+
+/* jsonb building helpers */
+static void
+push_key(JsonbParseState **st, const char *key)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) key;
+	v.val.string.len = strlen(key);
+	pushJsonbValue(st, WJB_KEY, &v);
+}
+
+static void
+push_numeric(JsonbParseState **st, const char *key, Datum num, bool isnull)
+{
+	JsonbValue	v;
+
+	push_key(st, key);
+	if (isnull)
+		v.type = jbvNull;
+	else
+	{
+		v.type = jbvNumeric;
+		v.val.numeric = DatumGetNumeric(num);
+	}
+	pushJsonbValue(st, WJB_VALUE, &v);
+}
+
+static void
+push_int(JsonbParseState **st, const char *key, int64 n)
+{
+	push_numeric(st, key, DirectFunctionCall1(int8_numeric, Int64GetDatum(n)), false);
+}
+
+static void
+push_string(JsonbParseState **st, const char *key, const char *s)
+{
+	JsonbValue	v;
+
+	push_key(st, key);
+	v.type = jbvString;
+	v.val.string.val = (char *) s;
+	v.val.string.len = strlen(s);
+	pushJsonbValue(st, WJB_VALUE, &v);
+}
+
+static int64
+get_int8(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+/* ISO 8601 UTC time of the computation, as the application formats it. */
+static char *
+computed_at(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (timestamp2tm(now, NULL, &tm, &fsec, NULL, NULL) != 0)
+		elog(ERROR, "timestamp out of range");
+	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+					tm.tm_year, tm.tm_mon, tm.tm_mday,
+					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (fsec / 1000));
+}
+
+/*
+ * A breakdown object {value: n} from the grouping-set rows whose GROUPING()
+ * mask equals 'mask'; 'fixed' lists keys that are always present (0 if
+ * absent).
+ */
+static void
+push_breakdown(JsonbParseState **st, const char *key, int mask, int valcol,
+			   const char *const *fixed)
+{
+	int			i;
+	uint64		r;
+
+	push_key(st, key);
+	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
+	for (i = 0; fixed && fixed[i]; i++)
+	{
+		int64		n = 0;
+
+		for (r = 0; r < SPI_processed; r++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[r];
+			char	   *v;
+
+			if (get_int8(tup, SPI_tuptable->tupdesc, 1) != mask)
+				continue;
+			v = SPI_getvalue(tup, SPI_tuptable->tupdesc, valcol);
+			if (v && strcmp(v, fixed[i]) == 0)
+				n = get_int8(tup, SPI_tuptable->tupdesc, 5);
+		}
+		push_int(st, fixed[i], n);
+	}
+	if (fixed == NULL)
+	{
+		for (r = 0; r < SPI_processed; r++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[r];
+			char	   *v;
+
+			if (get_int8(tup, SPI_tuptable->tupdesc, 1) != mask)
+				continue;
+			v = SPI_getvalue(tup, SPI_tuptable->tupdesc, valcol);
+			if (v == NULL)
+				continue;		/* NULL values are not counted */
+			push_int(st, v, get_int8(tup, SPI_tuptable->tupdesc, 5));
+		}
+	}
+	pushJsonbValue(st, WJB_END_OBJECT, NULL);
+}
+
+/* Flatten the result into the caller's memory context, before SPI_finish. */
+static Jsonb *
+to_caller_context(JsonbValue *res, MemoryContext caller)
+{
+	MemoryContext spicxt = MemoryContextSwitchTo(caller);
+	Jsonb	   *out = JsonbValueToJsonb(res);
+
+	MemoryContextSwitchTo(spicxt);
+	return out;
+}
+
+static const char *const week_days[] = {
+	"monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
+	"sunday", NULL
+};
+
+/*
+ * Route statistics.  Rows: GROUPING mask, status, route_type, service_day,
+ * count, ai_optimized, avg score, avg distance, avg duration.  Masks: 3 =
+ * by status, 5 = by type, 6 = by day, 7 = total.
+ */
+static Jsonb *
+compute_route_statistics(text *territory)
+{
+	StringInfoData sql;
+	SPIPlanPtr	plan;
+	Datum		args[1];
+	Oid			argtypes[1] = {TEXTOID};
+	JsonbParseState *st = NULL;
+	JsonbValue *res;
+	MemoryContext caller = CurrentMemoryContext;
+	Jsonb	   *out;
+	int			rc;
+	uint64		r;
+	int			total_row = -1;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "SELECT pg_catalog.\"grouping\"(r.status, r.route_type, r.service_day)::pg_catalog.int8,"
+					 " r.status::pg_catalog.text, r.route_type::pg_catalog.text,"
+					 " r.service_day::pg_catalog.text, pg_catalog.count(*),"
+					 " pg_catalog.count(*) FILTER (WHERE r.ai_optimized),"
+					 " pg_catalog.round(pg_catalog.avg(r.optimization_score), 2),"
+					 " pg_catalog.round(pg_catalog.avg(r.estimated_distance_miles), 2),"
+					 " pg_catalog.round(pg_catalog.avg(r.estimated_duration_minutes), 2)"
+					 " FROM %s r WHERE r.deleted_at IS NULL%s"
+					 " GROUP BY GROUPING SETS ((r.status), (r.route_type), (r.service_day), ())",
+					 wm_table_qualname(WM_TABLE_ROUTES),
+					 territory ? " AND r.territory::pg_catalog.text OPERATOR(pg_catalog.=) $1" : "");
+
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
+	if (territory)
+	{
+		plan = kept_plan(&route_plan_territory, sql.data, 1, argtypes);
+		args[0] = PointerGetDatum(territory);
+	}
+	else
+		plan = kept_plan(&route_plan_all, sql.data, 0, NULL);
+	/* read_only = false: a fresh snapshot, taken after the cache lookup */
+	rc = SPI_execute_plan(plan, args, NULL, false, 0);
+	wm_spi_check(rc, SPI_OK_SELECT, "computing route statistics");
+
+	for (r = 0; r < SPI_processed; r++)
+		if (get_int8(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1) == 7)
+			total_row = (int) r;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	push_int(&st, "total", total_row >= 0 ?
+			 get_int8(SPI_tuptable->vals[total_row], SPI_tuptable->tupdesc, 5) : 0);
+	push_breakdown(&st, "byStatus", 3, 2, NULL);
+	push_breakdown(&st, "byType", 5, 3, NULL);
+	push_breakdown(&st, "byServiceDay", 6, 4, week_days);
+	push_key(&st, "optimization");
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	if (total_row >= 0)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[total_row];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		push_int(&st, "aiOptimized", get_int8(tup, desc, 6));
+		push_numeric(&st, "avgOptimizationScore", SPI_getbinval(tup, desc, 7, &isnull), isnull);
+		push_numeric(&st, "avgDistanceMiles", SPI_getbinval(tup, desc, 8, &isnull), isnull);
+		push_numeric(&st, "avgDurationMinutes", SPI_getbinval(tup, desc, 9, &isnull), isnull);
+	}
+	else
+	{
+		push_int(&st, "aiOptimized", 0);
+		push_numeric(&st, "avgOptimizationScore", (Datum) 0, true);
+		push_numeric(&st, "avgDistanceMiles", (Datum) 0, true);
+		push_numeric(&st, "avgDurationMinutes", (Datum) 0, true);
+	}
+	pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	push_string(&st, "computedAt", computed_at());
+	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+
+	out = to_caller_context(res, caller);
+	SPI_finish();
+	return out;
+}
+
+/*
+ * Bin statistics.  Bins rows: GROUPING mask, status, bin_type, material,
+ * count, gps, sensor, smart, avg fill, needing service, avg capacity, active.
+ * Masks: 3 = by status, 5 = by type, 6 = by material, 7 = total.  Events
+ * rows: event_type, count over the last 30 days (since midnight 30 days
+ * ago in the session's time zone).
+ */
+static Jsonb *
+compute_bin_statistics(pg_uuid_t *customer)
+{
+	StringInfoData sql;
+	StringInfoData esql;
+	SPIPlanPtr	plan;
+	SPIPlanPtr	eplan;
+	Datum		args[1];
+	Oid			argtypes[1] = {UUIDOID};
+	JsonbParseState *st = NULL;
+	JsonbValue *res;
+	MemoryContext caller = CurrentMemoryContext;
+	Jsonb	   *out;
+	int			rc;
+	uint64		r;
+	int			total_row = -1;
+	const char *customer_filter =
+		customer ? " AND b.customer_id OPERATOR(pg_catalog.=) $1" : "";
+	const char *event_filter =
+		customer ? " AND e.customer_id OPERATOR(pg_catalog.=) $1" : "";
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "SELECT pg_catalog.\"grouping\"(b.status, b.bin_type, b.material)::pg_catalog.int8,"
+					 " b.status::pg_catalog.text, b.bin_type::pg_catalog.text,"
+					 " b.material::pg_catalog.text, pg_catalog.count(*),"
+					 " pg_catalog.count(*) FILTER (WHERE b.gps_enabled),"
+					 " pg_catalog.count(*) FILTER (WHERE b.sensor_enabled),"
+					 " pg_catalog.count(*) FILTER (WHERE b.gps_enabled OR b.sensor_enabled),"
+					 " pg_catalog.round(pg_catalog.avg(b.fill_level_percent), 2),"
+					 " pg_catalog.count(*) FILTER (WHERE b.status::pg_catalog.text OPERATOR(pg_catalog.=) 'active'"
+					 "  AND (b.fill_level_percent OPERATOR(pg_catalog.>=) 80"
+					 "   OR b.next_service_date OPERATOR(pg_catalog.<) CURRENT_DATE)),"
+					 " pg_catalog.round(pg_catalog.avg(b.capacity_cubic_yards), 2),"
+					 " pg_catalog.count(*) FILTER (WHERE b.status::pg_catalog.text OPERATOR(pg_catalog.=) 'active')"
+					 " FROM %s b JOIN %s c ON c.id OPERATOR(pg_catalog.=) b.customer_id"
+					 " WHERE b.deleted_at IS NULL AND c.deleted_at IS NULL%s"
+					 " GROUP BY GROUPING SETS ((b.status), (b.bin_type), (b.material), ())",
+					 wm_table_qualname(WM_TABLE_BINS),
+					 wm_table_qualname(WM_TABLE_CUSTOMERS),
+					 customer_filter);
+	initStringInfo(&esql);
+	appendStringInfo(&esql,
+					 "SELECT e.event_type::pg_catalog.text, pg_catalog.count(*)"
+					 " FROM %s e JOIN %s c ON c.id OPERATOR(pg_catalog.=) e.customer_id"
+					 " WHERE e.deleted_at IS NULL AND c.deleted_at IS NULL"
+					 " AND e.created_at OPERATOR(pg_catalog.>=) (CURRENT_DATE OPERATOR(pg_catalog.-) 30)%s"
+					 " GROUP BY 1 ORDER BY 1",
+					 wm_table_qualname(WM_TABLE_SERVICE_EVENTS),
+					 wm_table_qualname(WM_TABLE_CUSTOMERS),
+					 event_filter);
+
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
+	if (customer)
+	{
+		plan = kept_plan(&bin_plan_customer, sql.data, 1, argtypes);
+		eplan = kept_plan(&event_plan_customer, esql.data, 1, argtypes);
+		args[0] = UUIDPGetDatum(customer);
+	}
+	else
+	{
+		plan = kept_plan(&bin_plan_all, sql.data, 0, NULL);
+		eplan = kept_plan(&event_plan_all, esql.data, 0, NULL);
+	}
+
+	/* read_only = false: a fresh snapshot, taken after the cache lookup */
+	rc = SPI_execute_plan(plan, args, NULL, false, 0);
+	wm_spi_check(rc, SPI_OK_SELECT, "computing bin statistics");
+
+	for (r = 0; r < SPI_processed; r++)
+		if (get_int8(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1) == 7)
+			total_row = (int) r;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	if (total_row >= 0)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[total_row];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		push_int(&st, "total", get_int8(tup, desc, 5));
+		push_int(&st, "active", get_int8(tup, desc, 12));
+		push_key(&st, "smartBins");
+		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		push_int(&st, "gpsEnabled", get_int8(tup, desc, 6));
+		push_int(&st, "sensorEnabled", get_int8(tup, desc, 7));
+		push_int(&st, "any", get_int8(tup, desc, 8));
+		pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+		push_numeric(&st, "avgFillLevel", SPI_getbinval(tup, desc, 9, &isnull), isnull);
+		push_int(&st, "needingService", get_int8(tup, desc, 10));
+		push_numeric(&st, "avgCapacityCubicYards", SPI_getbinval(tup, desc, 11, &isnull), isnull);
+	}
+	else
+	{
+		push_int(&st, "total", 0);
+		push_int(&st, "active", 0);
+		push_key(&st, "smartBins");
+		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		push_int(&st, "gpsEnabled", 0);
+		push_int(&st, "sensorEnabled", 0);
+		push_int(&st, "any", 0);
+		pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+		push_numeric(&st, "avgFillLevel", (Datum) 0, true);
+		push_int(&st, "needingService", 0);
+		push_numeric(&st, "avgCapacityCubicYards", (Datum) 0, true);
+	}
+	push_breakdown(&st, "byStatus", 3, 2, NULL);
+	push_breakdown(&st, "byType", 5, 3, NULL);
+	push_breakdown(&st, "byMaterial", 6, 4, NULL);
+
+	rc = SPI_execute_plan(eplan, args, NULL, false, 0);
+	wm_spi_check(rc, SPI_OK_SELECT, "computing service event statistics");
+	push_key(&st, "serviceEventsLast30Days");
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	{
+		int64		total = 0;
+
+		for (r = 0; r < SPI_processed; r++)
+			total += get_int8(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+		push_int(&st, "total", total);
+		push_key(&st, "byType");
+		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		for (r = 0; r < SPI_processed; r++)
+		{
+			char	   *v = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+
+			if (v != NULL)
+				push_int(&st, v, get_int8(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2));
+		}
+		pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	}
+	pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	push_string(&st, "computedAt", computed_at());
+	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+
+	out = to_caller_context(res, caller);
+	SPI_finish();
+	return out;
+}
+
+/*
+ * May this call use the cache?  Returns false (bypass: compute, do not
+ * store) for every case in which a cached value could be wrong for this
+ * caller or a computed one wrong for others.
+ */
+static bool
+cache_usable(WmScope scope, const WmTable *tables, int ntables)
+{
+	int			i;
+
+	if (!wm_guc_cache_enabled || !wm_redis_configured())
+		return false;
+	if (IsolationUsesXactSnapshot())
+		return false;
+	if (wm_xact_scope_pending(scope))
+		return false;
+	for (i = 0; i < ntables; i++)
+	{
+		Oid			relid = wm_table_oid(tables[i]);
+
+		if (!OidIsValid(relid))
+			return false;
+		/* Without table-level SELECT, let the query decide (42501). */
+		if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+			return false;
+		/* Policies may depend on anything: never cache under RLS. */
+		if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+			return false;
+	}
+	if (!wm_shmem_cache_usable(MyDatabaseId, scope))
+		return false;
+	if (wm_xact_scope_undelivered(scope))
+		return false;
+	return true;
+}
+
+static pg_crc32c
+value_crc(const char *json, size_t len)
+{
+	pg_crc32c	crc;
+
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, json, len);
+	FIN_CRC32C(crc);
+	return crc;
+}
+
+/* A cached value, or NULL if it is not one of ours, intact. */
+static Jsonb *
+decode_value(const char *value, size_t len)
+{
+	char		hex[9];
+	const char *json;
+	size_t		jlen;
+
+	if (len < WM_VALUE_HEADER_LEN + 2 ||
+		strncmp(value, WM_VALUE_MAGIC, 4) != 0 ||
+		value[WM_VALUE_HEADER_LEN - 1] != ':')
+		return NULL;
+	json = value + WM_VALUE_HEADER_LEN;
+	jlen = len - WM_VALUE_HEADER_LEN;
+	snprintf(hex, sizeof(hex), "%08x", value_crc(json, jlen));
+	if (memcmp(hex, value + 4, 8) != 0)
+		return NULL;
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+}
+
+static char *
+encode_value(Jsonb *jb, size_t *len)
+{
+	char	   *json = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	size_t		jlen = strlen(json);
+	char	   *out = psprintf(WM_VALUE_MAGIC "%08x:%s", value_crc(json, jlen), json);
+
+	*len = WM_VALUE_HEADER_LEN + jlen;
+	return out;
+}
+
+typedef Jsonb *(*WmComputeFn) (void *arg);
+
+/*
+ * The cache-or-compute core.  args identifies the call within the scope
+ * (it must be unambiguous); the role's oid is appended here.
+ */
+static Jsonb *
+cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
+	   const char *fn, const char *args, WmComputeFn compute, void *arg)
+{
+	char		epoch_key[WM_MAX_KEY_LEN];
+	char		gen_key[WM_MAX_KEY_LEN];
+	char	   *vprefix;
+	char	   *vsuffix;
+	char	   *version = NULL;
+	char	   *value = NULL;
+	size_t		value_len = 0;
+	Jsonb	   *result;
+	WmRedisStatus rst;
+	TimestampTz start = GetCurrentTimestamp();
+	uint64		us;
+
+	wm_metrics_add(kind, WM_COUNTER_CALLS, 1);
+
+	if (!cache_usable(scope, tables, ntables))
+	{
+		wm_metrics_add(kind, WM_COUNTER_BYPASSES, 1);
+		result = compute(arg);
+		goto done;
+	}
+
+	wm_key_epoch(epoch_key, sizeof(epoch_key));
+	wm_key_generation(gen_key, sizeof(gen_key), MyDatabaseId, scope);
+	vprefix = psprintf("%s:v%d:%u:%s", wm_guc_key_prefix, WM_CACHE_KEY_VERSION,
+					   MyDatabaseId, wm_scope_name(scope));
+	vsuffix = psprintf(":%s:%s:u%u", fn, args, GetUserId());
+
+	rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, vsuffix,
+						  &version, &value, &value_len);
+	if (rst != WM_REDIS_OK)
+	{
+		if (rst == WM_REDIS_FAILED)
+			wm_metrics_add(kind, WM_COUNTER_ERRORS, 1);
+		wm_metrics_add(kind, WM_COUNTER_BYPASSES, 1);
+		result = compute(arg);
+		goto done;
+	}
+	if (value != NULL && (result = decode_value(value, value_len)) != NULL)
+	{
+		wm_metrics_add(kind, WM_COUNTER_HITS, 1);
+		goto done;
+	}
+
+	/* Miss (or a corrupt value, overwritten below). */
+	wm_metrics_add(kind, WM_COUNTER_MISSES, 1);
+	result = compute(arg);
+	{
+		size_t		len;
+		char	   *enc = encode_value(result, &len);
+		char	   *key = psprintf("%s:%s%s", vprefix, version, vsuffix);
+
+		if (wm_redis_store(kind, key, enc, len, wm_guc_cache_ttl) == WM_REDIS_FAILED)
+			wm_metrics_add(kind, WM_COUNTER_ERRORS, 1);
+	}
+
+done:
+	us = (uint64) Max(GetCurrentTimestamp() - start, 0);
+	wm_metrics_add(kind, WM_COUNTER_CALL_TIME_US, us);
+	wm_metrics_max(kind, WM_COUNTER_CALL_MAX_US, us);
+	return result;
+}
+
+static Jsonb *
+route_compute(void *arg)
+{
+	return compute_route_statistics((text *) arg);
+}
+
+static Jsonb *
+bin_compute(void *arg)
+{
+	return compute_bin_statistics((pg_uuid_t *) arg);
+}
+
+PG_FUNCTION_INFO_V1(wm_route_statistics);
+Datum
+wm_route_statistics(PG_FUNCTION_ARGS)
+{
+	static const WmTable tables[] = {WM_TABLE_ROUTES};
+	text	   *territory = PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0);
+	char	   *args;
+
+	/* Length-prefixed, so that no territory name can forge another key. */
+	if (territory)
+	{
+		char	   *t = text_to_cstring(territory);
+
+		args = psprintf("t%zu:%s", strlen(t), t);
+	}
+	else
+		args = "all";
+
+	PG_RETURN_JSONB_P(cached(WM_METRIC_ROUTE_STATISTICS, WM_SCOPE_ROUTES,
+							 tables, lengthof(tables), "routes", args,
+							 route_compute, territory));
+}
+
+PG_FUNCTION_INFO_V1(wm_bin_statistics);
+Datum
+wm_bin_statistics(PG_FUNCTION_ARGS)
+{
+	static const WmTable tables[] = {
+		WM_TABLE_BINS, WM_TABLE_CUSTOMERS, WM_TABLE_SERVICE_EVENTS
+	};
+	pg_uuid_t  *customer = PG_ARGISNULL(0) ? NULL : PG_GETARG_UUID_P(0);
+	char	   *args;
+	DateADT		today;
+
+	/*
+	 * "needingService" and "last 30 days" depend on the current date in the
+	 * session's time zone: both are part of the key.
+	 */
+	today = DatumGetDateADT(DirectFunctionCall1(timestamptz_date,
+												TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())));
+	args = psprintf("%s:d%d:%s",
+					customer ? DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(customer))) : "all",
+					(int) today, pg_get_timezone_name(session_timezone));
+
+	PG_RETURN_JSONB_P(cached(WM_METRIC_BIN_STATISTICS, WM_SCOPE_BINS,
+							 tables, lengthof(tables), "bins", args,
+							 bin_compute, customer));
+}

@@ -1,0 +1,151 @@
+/*-------------------------------------------------------------------------
+ *
+ * wm_perf.h
+ *	  Internal API of wm_perf, grouped by the file that implements it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WM_PERF_WM_PERF_H
+#define WM_PERF_WM_PERF_H
+
+#include "postgres.h"
+
+#include "port/atomics.h"
+
+/* Version of the Redis key layout; part of every key. */
+#define WM_CACHE_KEY_VERSION	1
+
+/* Longest Redis key wm_perf builds or deletes. */
+#define WM_MAX_KEY_LEN			512
+
+/*
+ * Cache scopes.  A scope is the unit of invalidation: every cached value
+ * belongs to exactly one scope, and a committed change to any table feeding
+ * that scope makes all of its values unreachable.
+ */
+typedef enum WmScope
+{
+	WM_SCOPE_ROUTES = 0,		/* core.routes */
+	WM_SCOPE_BINS,				/* core.bins, operations.customers,
+								 * core.service_events */
+	WM_SCOPE_COUNT
+} WmScope;
+
+/* The application tables wm_perf attaches to (wm_perf_config.role). */
+typedef enum WmTable
+{
+	WM_TABLE_ROUTES = 0,
+	WM_TABLE_BINS,
+	WM_TABLE_CUSTOMERS,
+	WM_TABLE_SERVICE_EVENTS,
+	WM_TABLE_ORGANIZATIONS,
+	WM_TABLE_COUNT
+} WmTable;
+
+/* What wm_perf_metrics reports, one row per kind. */
+typedef enum WmMetricKind
+{
+	WM_METRIC_ROUTE_STATISTICS = 0,
+	WM_METRIC_BIN_STATISTICS,
+	WM_METRIC_BINS_WITHIN_RADIUS,
+	WM_METRIC_ROUTES_WITHIN_RADIUS,
+	WM_METRIC_INVALIDATION,
+	WM_METRIC_KIND_COUNT
+} WmMetricKind;
+
+typedef enum WmCounter
+{
+	WM_COUNTER_CALLS = 0,
+	WM_COUNTER_HITS,
+	WM_COUNTER_MISSES,
+	WM_COUNTER_BYPASSES,		/* cache not consulted (no Redis, RLS, RR...) */
+	WM_COUNTER_ERRORS,			/* Redis failures seen by this kind */
+	WM_COUNTER_CALL_TIME_US,	/* total wall time of calls */
+	WM_COUNTER_CALL_MAX_US,
+	WM_COUNTER_SLOW_CALLS,
+	WM_COUNTER_REDIS_RTT_US,	/* total Redis round-trip time */
+	WM_COUNTER_REDIS_RTT_MAX_US,
+	WM_COUNTER_REDIS_TRIPS,
+	WM_COUNTER_INV_RECORDED,	/* scopes recorded by triggers */
+	WM_COUNTER_INV_DELIVERED,	/* scopes delivered to Redis */
+	WM_COUNTER_INV_FAILED,		/* deliveries that failed at commit */
+	WM_COUNTER_INV_RETRIED,		/* deliveries made later by the worker */
+	WM_COUNTER_KEYS_DELETED,	/* application keys unlinked */
+	WM_COUNTER_COUNT
+} WmCounter;
+
+/* guc.c */
+extern char *wm_guc_redis_host;
+extern int	wm_guc_redis_port;
+extern char *wm_guc_redis_password;
+extern char *wm_guc_redis_password_file;
+extern char *wm_guc_redis_user;
+extern int	wm_guc_redis_database;
+extern int	wm_guc_redis_connect_timeout;
+extern int	wm_guc_redis_command_timeout;
+extern int	wm_guc_redis_backoff;
+extern int	wm_guc_cache_ttl;
+extern char *wm_guc_key_prefix;
+extern bool wm_guc_cache_enabled;
+extern int	wm_guc_slow_spatial_threshold;
+extern uint64 wm_guc_redis_target_generation;
+extern void wm_guc_init(void);
+
+/* metrics.c */
+extern void wm_metrics_add(WmMetricKind kind, WmCounter counter, uint64 delta);
+extern void wm_metrics_max(WmMetricKind kind, WmCounter counter, uint64 value);
+extern void wm_metrics_reset_all(void);
+extern uint64 wm_metrics_get(WmMetricKind kind, WmCounter counter);
+extern const char *wm_metrics_kind_name(WmMetricKind kind);
+
+/* shmem.c */
+#define WM_MAX_DIRTY 64			/* databases with undelivered invalidations */
+
+typedef struct WmDirtyEntry
+{
+	Oid			dboid;
+	int			scope_mask;		/* 1 << WmScope */
+	uint64		seq;			/* shared sequence when last marked */
+} WmDirtyEntry;
+
+struct Latch;
+extern void wm_shmem_init(void);
+extern bool wm_shmem_available(void);
+extern pg_atomic_uint64 *wm_shmem_counters(void);
+extern bool wm_shmem_cache_usable(Oid dboid, WmScope scope);
+extern bool wm_shmem_mark_dirty(Oid dboid, int scope_mask);
+extern int	wm_shmem_snapshot_dirty(WmDirtyEntry *out, bool *need_epoch, uint64 *upto);
+extern void wm_shmem_clear_dirty(Oid dboid, uint64 seq);
+extern void wm_shmem_epoch_done(uint64 seq);
+extern void wm_shmem_set_worker_latch(struct Latch *latch);
+
+/* worker.c */
+extern void wm_worker_register(void);
+extern PGDLLEXPORT void wm_worker_main(Datum main_arg);
+
+/* spi_util.c */
+extern Oid	wm_table_oid(WmTable table);
+extern const char *wm_table_qualname(WmTable table);
+extern bool wm_table_is_geometry(WmTable table);
+extern const char *wm_table_role_name(WmTable table);
+extern uint64 wm_config_generation(void);
+extern Oid	wm_rules_relid(void);
+extern const char *wm_postgis_schema(void);
+extern const char *wm_extension_schema(void);
+extern Oid	wm_extension_schema_oid(void);
+extern void wm_spi_check(int rc, int expected, const char *what);
+
+/* xact.c */
+extern void wm_xact_init(void);
+extern void wm_xact_add_scope(WmScope scope);
+extern bool wm_xact_add_key(const char *key, bool pattern);
+extern void wm_key_epoch(char *buf, size_t size);
+extern void wm_key_generation(char *buf, size_t size, Oid dboid, WmScope scope);
+extern bool wm_xact_scope_pending(WmScope scope);
+extern bool wm_xact_scope_undelivered(WmScope scope);
+extern const char *wm_scope_name(WmScope scope);
+
+/* trigger.c */
+extern WmScope wm_scope_of_table_role(const char *role, bool *valid);
+
+#endif							/* WM_PERF_WM_PERF_H */

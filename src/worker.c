@@ -1,0 +1,140 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  Background worker (with shared_preload_libraries) that delivers the
+ *	  invalidations commits could not deliver, and bumps the global epoch
+ *	  after every start of the shared memory segment.
+ *
+ * It connects to no database: it needs only shared memory and Redis, and
+ * uses the server's configuration of wm_perf.* (postgresql.conf or ALTER
+ * SYSTEM), re-read on SIGHUP.  Backends set its latch when they mark a
+ * scope dirty; otherwise it wakes every wm_perf.redis_backoff while work is
+ * pending, and every WM_WORKER_IDLE_MS when there is none.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+
+#include "redis.h"
+#include "wm_perf.h"
+
+#define WM_WORKER_IDLE_MS 10000
+
+void
+wm_worker_register(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "wm_perf");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "wm_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "wm_perf worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "wm_perf worker");
+	RegisterBackgroundWorker(&worker);
+}
+
+/* One pass over the pending work; true when nothing is left. */
+static bool
+deliver_pending(void)
+{
+	WmDirtyEntry entries[WM_MAX_DIRTY];
+	bool		need_epoch;
+	uint64		upto;
+	int			n;
+	int			i;
+	int			s;
+	bool		done = true;
+
+	n = wm_shmem_snapshot_dirty(entries, &need_epoch, &upto);
+	if (!need_epoch && n == 0)
+		return true;
+	if (!wm_redis_configured())
+		return false;
+
+	if (need_epoch)
+	{
+		char		key[WM_MAX_KEY_LEN];
+		char	   *keyp = key;
+		long		unlinked;
+
+		/* One INCR makes every value stored before it unreachable. */
+		wm_key_epoch(key, sizeof(key));
+		if (wm_redis_deliver(1, &keyp, 0, NULL, &unlinked) != WM_REDIS_OK)
+			return false;
+		wm_shmem_epoch_done(upto);
+		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_RETRIED, n);
+		return true;
+	}
+
+	for (i = 0; i < n; i++)
+	{
+		char		keys[WM_SCOPE_COUNT][WM_MAX_KEY_LEN];
+		char	   *keyp[WM_SCOPE_COUNT];
+		int			nkeys = 0;
+		long		unlinked;
+
+		for (s = 0; s < WM_SCOPE_COUNT; s++)
+		{
+			if ((entries[i].scope_mask & (1 << s)) == 0)
+				continue;
+			wm_key_generation(keys[nkeys], WM_MAX_KEY_LEN, entries[i].dboid, (WmScope) s);
+			keyp[nkeys] = keys[nkeys];
+			nkeys++;
+		}
+		if (wm_redis_deliver(nkeys, keyp, 0, NULL, &unlinked) != WM_REDIS_OK)
+		{
+			done = false;
+			break;
+		}
+		wm_shmem_clear_dirty(entries[i].dboid, entries[i].seq);
+		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_RETRIED, nkeys);
+	}
+	return done;
+}
+
+void
+wm_worker_main(Datum main_arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	wm_shmem_set_worker_latch(MyLatch);
+	ereport(LOG,
+			(errmsg("wm_perf worker started")));
+
+	for (;;)
+	{
+		bool		idle;
+
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			wm_redis_reset_backoff();
+		}
+
+		pgstat_report_activity(STATE_RUNNING, "delivering invalidations");
+		idle = deliver_pending();
+		pgstat_report_activity(STATE_IDLE, NULL);
+
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 idle ? WM_WORKER_IDLE_MS : Max(wm_guc_redis_backoff, 10),
+						 PG_WAIT_EXTENSION);
+	}
+}

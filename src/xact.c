@@ -1,0 +1,371 @@
+/*-------------------------------------------------------------------------
+ *
+ * xact.c
+ *	  Pending invalidations of the current transaction and their delivery
+ *	  at commit.
+ *
+ * Triggers record scopes and application keys here (no network I/O).  Each
+ * record carries the subtransaction that made it; ROLLBACK TO SAVEPOINT drops
+ * that subtransaction's records, RELEASE hands them to the parent, and a
+ * top-level abort drops everything.  At XACT_EVENT_PRE_COMMIT, while an
+ * ERROR still aborts cleanly, the Redis commands are built in
+ * delivery_context.  At XACT_EVENT_COMMIT the transaction is durable and
+ * visible: one pipelined round trip INCRs each touched scope's generation
+ * and UNLINKs the application keys.  Nothing there may raise an ERROR or
+ * palloc; a failure is a rate-limited WARNING, after which, with
+ * shared_preload_libraries, the scopes are marked dirty in shared memory
+ * for the worker (readers bypass them until delivered), and without it this
+ * backend remembers them, bypasses them itself and retries later (other
+ * backends: bounded by wm_perf.cache_ttl, see docs/architecture.md).
+ *
+ * PREPARE TRANSACTION with pending invalidations is refused (0A000): the
+ * COMMIT PREPARED may run in another backend, where nothing would deliver.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+
+#include "redis.h"
+#include "wm_perf.h"
+
+/* Glob deletions do at most this many SCAN round trips each. */
+#define WM_SCAN_MAX_ROUNDS 100
+
+/* Distinct application keys kept per transaction (then: glob patterns). */
+#define WM_MAX_PENDING_KEYS 10000
+
+typedef struct WmPendingKey
+{
+	char		key[WM_MAX_KEY_LEN];	/* hash key: must be first */
+	SubTransactionId subxid;
+	bool		pattern;
+} WmPendingKey;
+
+static const char *const scope_names[WM_SCOPE_COUNT] = {"routes", "bins"};
+
+/* Per transaction: the subtransaction that recorded each scope. */
+static SubTransactionId scope_subxid[WM_SCOPE_COUNT];
+static HTAB *pending_keys = NULL;	/* in TopTransactionContext */
+
+/* Built at PRE_COMMIT, sent at COMMIT. */
+static MemoryContext delivery_context = NULL;
+static int	delivery_scope_mask = 0;
+static int	n_incr = 0;
+static char **incr_keys = NULL;
+static int	n_unlink = 0;
+static char **unlink_keys = NULL;
+static int	n_patterns = 0;
+static char **patterns = NULL;
+
+/* Scopes whose invalidation this backend could not deliver (no preload). */
+static int	undelivered_mask = 0;
+
+const char *
+wm_scope_name(WmScope scope)
+{
+	return scope_names[scope];
+}
+
+void
+wm_key_epoch(char *buf, size_t size)
+{
+	snprintf(buf, size, "%s:v%d:epoch", wm_guc_key_prefix, WM_CACHE_KEY_VERSION);
+}
+
+void
+wm_key_generation(char *buf, size_t size, Oid dboid, WmScope scope)
+{
+	snprintf(buf, size, "%s:v%d:%u:gen:%s", wm_guc_key_prefix,
+			 WM_CACHE_KEY_VERSION, dboid, scope_names[scope]);
+}
+
+void
+wm_xact_add_scope(WmScope scope)
+{
+	if (scope_subxid[scope] == InvalidSubTransactionId)
+		scope_subxid[scope] = GetCurrentSubTransactionId();
+	wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_RECORDED, 1);
+}
+
+/*
+ * Record an application key (or glob pattern) to delete at commit.
+ * Returns false when the per-transaction cap is reached: the caller then
+ * records the rule's glob form instead.
+ */
+bool
+wm_xact_add_key(const char *key, bool pattern)
+{
+	WmPendingKey *entry;
+	bool		found;
+	char		buf[WM_MAX_KEY_LEN];
+
+	if (strlen(key) >= WM_MAX_KEY_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("application cache key is too long"),
+				 errdetail("Keys derived from wm_cache_rules are limited to %d bytes.",
+						   WM_MAX_KEY_LEN - 1)));
+
+	if (pending_keys == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = WM_MAX_KEY_LEN;
+		ctl.entrysize = sizeof(WmPendingKey);
+		ctl.hcxt = TopTransactionContext;
+		pending_keys = hash_create("wm_perf pending keys", 64, &ctl,
+								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	else if (hash_get_num_entries(pending_keys) >= WM_MAX_PENDING_KEYS)
+	{
+		/* Still honour keys we already have; refuse only new ones. */
+		if (hash_search(pending_keys, key, HASH_FIND, NULL) != NULL)
+			return true;
+		return false;
+	}
+
+	strlcpy(buf, key, sizeof(buf));
+	entry = hash_search(pending_keys, buf, HASH_ENTER, &found);
+	if (!found)
+	{
+		entry->subxid = GetCurrentSubTransactionId();
+		entry->pattern = pattern;
+	}
+	return true;
+}
+
+/* Has this transaction (or a live subtransaction) changed the scope? */
+bool
+wm_xact_scope_pending(WmScope scope)
+{
+	return scope_subxid[scope] != InvalidSubTransactionId;
+}
+
+/*
+ * Has this backend failed to deliver an invalidation of the scope?  Tries
+ * again first (not on the commit path here, so it may take its time).
+ */
+bool
+wm_xact_scope_undelivered(WmScope scope)
+{
+	if ((undelivered_mask & (1 << scope)) != 0)
+	{
+		char		key[WM_MAX_KEY_LEN];
+		char	   *keyp = key;
+		long		unlinked;
+
+		wm_key_generation(key, sizeof(key), MyDatabaseId, scope);
+		if (wm_redis_deliver(1, &keyp, 0, NULL, &unlinked) == WM_REDIS_OK)
+		{
+			undelivered_mask &= ~(1 << scope);
+			wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_RETRIED, 1);
+		}
+	}
+	return (undelivered_mask & (1 << scope)) != 0;
+}
+
+static void
+reset_pending(void)
+{
+	int			s;
+
+	for (s = 0; s < WM_SCOPE_COUNT; s++)
+		scope_subxid[s] = InvalidSubTransactionId;
+	pending_keys = NULL;		/* freed with TopTransactionContext */
+}
+
+static void
+reset_delivery(void)
+{
+	if (delivery_context)
+		MemoryContextReset(delivery_context);
+	delivery_scope_mask = 0;
+	n_incr = n_unlink = n_patterns = 0;
+	incr_keys = unlink_keys = patterns = NULL;
+}
+
+static bool
+anything_pending(void)
+{
+	int			s;
+
+	for (s = 0; s < WM_SCOPE_COUNT; s++)
+		if (scope_subxid[s] != InvalidSubTransactionId)
+			return true;
+	return pending_keys != NULL && hash_get_num_entries(pending_keys) > 0;
+}
+
+/* PRE_COMMIT: everything that can fail. */
+static void
+prepare_delivery(void)
+{
+	MemoryContext oldcxt;
+	HASH_SEQ_STATUS seq;
+	WmPendingKey *entry;
+	long		nkeys;
+	int			s;
+
+	reset_delivery();
+	if (!anything_pending())
+		return;
+
+	if (delivery_context == NULL)
+		delivery_context = AllocSetContextCreate(TopMemoryContext,
+												 "wm_perf delivery",
+												 ALLOCSET_SMALL_SIZES);
+	oldcxt = MemoryContextSwitchTo(delivery_context);
+
+	incr_keys = palloc(sizeof(char *) * WM_SCOPE_COUNT);
+	for (s = 0; s < WM_SCOPE_COUNT; s++)
+	{
+		if (scope_subxid[s] == InvalidSubTransactionId)
+			continue;
+		delivery_scope_mask |= 1 << s;
+		incr_keys[n_incr] = palloc(WM_MAX_KEY_LEN);
+		wm_key_generation(incr_keys[n_incr], WM_MAX_KEY_LEN, MyDatabaseId, s);
+		n_incr++;
+	}
+
+	nkeys = pending_keys ? hash_get_num_entries(pending_keys) : 0;
+	unlink_keys = palloc(sizeof(char *) * (nkeys + 1));
+	patterns = palloc(sizeof(char *) * (nkeys + 1));
+	if (nkeys > 0)
+	{
+		hash_seq_init(&seq, pending_keys);
+		while ((entry = hash_seq_search(&seq)) != NULL)
+		{
+			if (entry->pattern)
+				patterns[n_patterns++] = pstrdup(entry->key);
+			else
+				unlink_keys[n_unlink++] = pstrdup(entry->key);
+		}
+	}
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* COMMIT: deliver.  No ERROR, no palloc. */
+static void
+deliver(void)
+{
+	WmRedisStatus st;
+	long		unlinked = 0;
+	long		matched;
+	int			i;
+	int			s;
+	bool		failed = false;
+
+	if (n_incr + n_unlink + n_patterns == 0)
+		return;
+
+	st = wm_redis_deliver(n_incr, incr_keys, n_unlink, unlink_keys, &unlinked);
+	if (st == WM_REDIS_OK)
+	{
+		for (i = 0; i < n_patterns; i++)
+		{
+			if (wm_redis_unlink_matching(patterns[i], WM_SCAN_MAX_ROUNDS,
+										 &matched) != WM_REDIS_OK)
+				failed = true;
+			unlinked += matched;
+		}
+		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_DELIVERED, n_incr);
+		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_KEYS_DELETED, unlinked);
+		if (failed)
+			wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_FAILED, 1);
+		return;
+	}
+
+	/*
+	 * Not delivered.  With no Redis configured in this session and no shared
+	 * memory there is nothing that could hold a cached value we know of.
+	 */
+	if (st == WM_REDIS_DISABLED && !wm_shmem_available())
+		return;
+
+	wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_FAILED, n_incr);
+	if (!wm_shmem_mark_dirty(MyDatabaseId, delivery_scope_mask))
+	{
+		for (s = 0; s < WM_SCOPE_COUNT; s++)
+			if ((delivery_scope_mask & (1 << s)) != 0)
+				undelivered_mask |= 1 << s;
+	}
+}
+
+static void
+xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			prepare_delivery();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			deliver();
+			reset_pending();
+			/* Keep the context, drop its contents: no palloc here. */
+			reset_delivery();
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if (anything_pending())
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot prepare a transaction that changed tables wm_perf caches"),
+						 errdetail("The cache invalidation would be lost if COMMIT PREPARED ran in another session."),
+						 errhint("Commit the change without two-phase commit, or detach wm_perf from the table.")));
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			reset_pending();
+			reset_delivery();
+			break;
+	}
+}
+
+static void
+subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+				 SubTransactionId parentSubid, void *arg)
+{
+	HASH_SEQ_STATUS seq;
+	WmPendingKey *entry;
+	int			s;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
+		return;
+
+	for (s = 0; s < WM_SCOPE_COUNT; s++)
+	{
+		if (scope_subxid[s] != mySubid)
+			continue;
+		scope_subxid[s] = event == SUBXACT_EVENT_ABORT_SUB ?
+			InvalidSubTransactionId : parentSubid;
+	}
+
+	if (pending_keys == NULL)
+		return;
+	hash_seq_init(&seq, pending_keys);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+	{
+		if (entry->subxid != mySubid)
+			continue;
+		if (event == SUBXACT_EVENT_ABORT_SUB)
+			hash_search(pending_keys, entry->key, HASH_REMOVE, NULL);
+		else
+			entry->subxid = parentSubid;
+	}
+}
+
+/* Called once, from _PG_init. */
+void
+wm_xact_init(void)
+{
+	reset_pending();
+	RegisterXactCallback(xact_callback, NULL);
+	RegisterSubXactCallback(subxact_callback, NULL);
+}
