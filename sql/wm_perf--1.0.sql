@@ -407,8 +407,8 @@ BEGIN
 		IF given[i] IS NOT NULL THEN
 			tbl[i] := given[i];
 		ELSE
-			SELECT c.relid INTO tbl[i] FROM @extschema@.wm_perf_config c
-			 WHERE c.role OPERATOR(pg_catalog.=) r;
+			tbl[i] := (SELECT c.relid FROM @extschema@.wm_perf_config c
+						WHERE c.role OPERATOR(pg_catalog.=) r);
 			IF tbl[i] IS NULL THEN
 				f := @extschema@._wm_find_table(r);
 				tbl[i] := f.found;
@@ -471,7 +471,8 @@ BEGIN
 	/* 4. Indexes. */
 	IF t_bins IS NOT NULL THEN
 		expr := CASE WHEN @extschema@._wm_is_geometry(t_bins, 'location')
-					 THEN '((location::geography))' ELSE '(location)' END;
+					 THEN format('((location::%s.geography))', @extschema@._wm_postgis_schema())
+					 ELSE '(location)' END;
 		RETURN NEXT @extschema@._wm_ensure_index(t_bins, 'bins_location_active_gist_idx',
 			format('USING gist %s WHERE status = ''active'' AND deleted_at IS NULL', expr));
 		RETURN NEXT @extschema@._wm_ensure_index(t_bins, 'bins_customer_id_status_bin_type_idx',
@@ -479,7 +480,8 @@ BEGIN
 	END IF;
 	IF t_routes IS NOT NULL THEN
 		expr := CASE WHEN @extschema@._wm_is_geometry(t_routes, 'route_geometry')
-					 THEN '(route_geometry::geography)' ELSE 'route_geometry' END;
+					 THEN format('(route_geometry::%s.geography)', @extschema@._wm_postgis_schema())
+					 ELSE 'route_geometry' END;
 		RETURN NEXT @extschema@._wm_ensure_index(t_routes, 'routes_route_geometry_active_gist_idx',
 			format('USING gist ((%s)) WHERE status = ''active'' AND deleted_at IS NULL', expr));
 		RETURN NEXT @extschema@._wm_ensure_index(t_routes, 'routes_route_geometry_territory_gist_idx',

@@ -240,7 +240,7 @@ compute_route_statistics(text *territory)
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "SELECT pg_catalog.\"grouping\"(r.status, r.route_type, r.service_day)::pg_catalog.int8,"
+					 "SELECT GROUPING(r.status, r.route_type, r.service_day)::pg_catalog.int8,"
 					 " r.status::pg_catalog.text, r.route_type::pg_catalog.text,"
 					 " r.service_day::pg_catalog.text, pg_catalog.count(*),"
 					 " pg_catalog.count(*) FILTER (WHERE r.ai_optimized),"
@@ -334,7 +334,7 @@ compute_bin_statistics(pg_uuid_t *customer)
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "SELECT pg_catalog.\"grouping\"(b.status, b.bin_type, b.material)::pg_catalog.int8,"
+					 "SELECT GROUPING(b.status, b.bin_type, b.material)::pg_catalog.int8,"
 					 " b.status::pg_catalog.text, b.bin_type::pg_catalog.text,"
 					 " b.material::pg_catalog.text, pg_catalog.count(*),"
 					 " pg_catalog.count(*) FILTER (WHERE b.gps_enabled),"

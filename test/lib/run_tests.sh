@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# `make test`: set up from scratch, run every suite, print "N passed, N failed".
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+PASSED=0
+FAILED=0
+FAILURES=()
+
+pass() { PASSED=$((PASSED + 1)); }
+fail() { FAILED=$((FAILED + 1)); FAILURES+=("$1"); }
+
+# count_pg_regress SUITE LOGFILE: one result per pg_regress test
+count_pg_regress() {
+    local suite=$1 out=$2 name
+    while read -r name; do pass; done < <(grep -E '^(test | +)?[a-z0-9_]+ +\.\.\. ok' "$out" | awk '{print $1}')
+    while read -r name; do fail "$suite/$name"; done < <(grep -E '\.\.\. FAILED|\.\.\. failed' "$out" | sed -E 's/^(test )?[[:space:]]*([a-z0-9_]+).*/\2/')
+}
+
+wm_install_deps
+wm_build_install
+wm_make_tmp
+wm_start_redis
+wm_start_pg
+
+# pg_regress and isolation write results/ next to the sources: work on a
+# copy the postgres user owns.
+log "copying the tree for the postgres user"
+mkdir "$WM_TMP/src"
+tar -C "$WM_SRC" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' -cf - . | tar -C "$WM_TMP/src" -xf -
+chown -R postgres: "$WM_TMP/src"
+PGENV="PGHOST=$PGHOST PGPORT=$PGPORT PGUSER=postgres REDIS_PORT=$REDIS_PORT"
+
+log "pg_regress"
+if as_pg env $PGENV make -C "$WM_TMP/src" -s PG_CONFIG=$PG_CONFIG regresscheck >"$WM_TMP/regress.log" 2>&1; then :; fi
+cat "$WM_TMP/regress.log"
+count_pg_regress regress "$WM_TMP/regress.log"
+[ -f "$WM_TMP/src/regression.diffs" ] && cat "$WM_TMP/src/regression.diffs"
+
+log "isolation"
+if as_pg env $PGENV make -C "$WM_TMP/src" -s PG_CONFIG=$PG_CONFIG isolationcheck >"$WM_TMP/isolation.log" 2>&1; then :; fi
+cat "$WM_TMP/isolation.log"
+count_pg_regress isolation "$WM_TMP/isolation.log"
+[ -f "$WM_TMP/src/output_iso/regression.diffs" ] && cat "$WM_TMP/src/output_iso/regression.diffs"
+
+log "pgTAP"
+wm_load_fixture wm_pgtap 0.002
+psql -X -q -d wm_pgtap -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION wm_perf CASCADE" >/dev/null 2>&1
+for f in "$WM_SRC"/test/pgtap/*.sql; do
+    if pg_prove -h "$PGHOST" -p "$PGPORT" -U postgres -d wm_pgtap "$f"; then pass; else fail "pgtap/$(basename "$f")"; fi
+done
+
+log "TAP (PostgreSQL::Test::Cluster)"
+for f in "$WM_TMP"/src/test/t/*.pl; do
+    rel=test/t/$(basename "$f")
+    if as_pg env REDIS_SERVER=$(command -v redis-server) make -C "$WM_TMP/src" -s PG_CONFIG=$PG_CONFIG tapcheck PROVE_TESTS="$rel" PROVE_FLAGS=-v; then
+        pass
+    else
+        fail "$rel"
+        cat "$WM_TMP"/src/tmp_check/log/regress_log_* 2>/dev/null | tail -50 || true
+    fi
+done
+
+log "integration"
+for f in "$WM_SRC"/test/integration/*.sh; do
+    if env $PGENV WM_SRC="$WM_SRC" WM_TMP="$WM_TMP" bash "$f"; then pass; else fail "integration/$(basename "$f")"; fi
+done
+
+echo
+if [ ${#FAILURES[@]} -gt 0 ]; then
+    echo "failed: ${FAILURES[*]}"
+fi
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
