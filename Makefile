@@ -37,7 +37,7 @@ PG_CFLAGS += -Werror
 endif
 
 # pg_regress does not CASCADE: load the requirements explicitly.
-REGRESS = setup attach stats spatial plans invalidation no_redis guc errors privileges
+REGRESS = setup attach stats spatial plans invalidation guc errors privileges
 REGRESS_OPTS = --load-extension=postgis --load-extension=btree_gist --load-extension=wm_perf
 
 ISOLATION = invalidation_commit

@@ -15,6 +15,8 @@ CREATE TABLE @extschema@.wm_perf_config (
 	attached_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.wm_perf_config', '');
+-- Every caller of the statistics resolves the tables through it.
+GRANT SELECT ON @extschema@.wm_perf_config TO PUBLIC;
 COMMENT ON TABLE @extschema@.wm_perf_config IS
 	'Application tables wm_perf is attached to; written by wm_perf_attach()';
 
@@ -32,6 +34,8 @@ CREATE TABLE @extschema@.wm_cache_rules (
 	description	text
 );
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.wm_cache_rules', '');
+-- Every writer's trigger reads the rules.
+GRANT SELECT ON @extschema@.wm_cache_rules TO PUBLIC;
 COMMENT ON TABLE @extschema@.wm_cache_rules IS
 	'Application Redis keys (or glob patterns) deleted at commit when the table changes; {column} placeholders are filled from changed rows';
 
@@ -596,7 +600,8 @@ BEGIN
 			   'mv_route_statistics', 'mv_bin_statistics', 'mv_service_event_statistics'])
 		 ORDER BY c.relname COLLATE "C"
 	LOOP
-		IF concurrently AND (SELECT c.relispopulated FROM pg_class c WHERE c.oid OPERATOR(pg_catalog.=) mv) THEN
+		IF wm_refresh_statistics.concurrently
+		   AND (SELECT c.relispopulated FROM pg_class c WHERE c.oid OPERATOR(pg_catalog.=) mv) THEN
 			EXECUTE format('REFRESH MATERIALIZED VIEW CONCURRENTLY %s', mv);
 		ELSE
 			EXECUTE format('REFRESH MATERIALIZED VIEW %s', mv);

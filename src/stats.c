@@ -111,6 +111,17 @@ push_numeric(JsonbParseState **st, const char *key, Datum num, bool isnull)
 	pushJsonbValue(st, WJB_VALUE, &v);
 }
 
+/* A numeric column of an SPI row (NULL as JSON null). */
+static void
+push_column(JsonbParseState **st, const char *key, HeapTuple tup, TupleDesc desc,
+			int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	push_numeric(st, key, d, isnull);
+}
+
 static void
 push_int(JsonbParseState **st, const char *key, int64 n)
 {
@@ -281,12 +292,11 @@ compute_route_statistics(text *territory)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[total_row];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
 
 		push_int(&st, "aiOptimized", get_int8(tup, desc, 6));
-		push_numeric(&st, "avgOptimizationScore", SPI_getbinval(tup, desc, 7, &isnull), isnull);
-		push_numeric(&st, "avgDistanceMiles", SPI_getbinval(tup, desc, 8, &isnull), isnull);
-		push_numeric(&st, "avgDurationMinutes", SPI_getbinval(tup, desc, 9, &isnull), isnull);
+		push_column(&st, "avgOptimizationScore", tup, desc, 7);
+		push_column(&st, "avgDistanceMiles", tup, desc, 8);
+		push_column(&st, "avgDurationMinutes", tup, desc, 9);
 	}
 	else
 	{
@@ -390,7 +400,6 @@ compute_bin_statistics(pg_uuid_t *customer)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[total_row];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
 
 		push_int(&st, "total", get_int8(tup, desc, 5));
 		push_int(&st, "active", get_int8(tup, desc, 12));
@@ -400,9 +409,9 @@ compute_bin_statistics(pg_uuid_t *customer)
 		push_int(&st, "sensorEnabled", get_int8(tup, desc, 7));
 		push_int(&st, "any", get_int8(tup, desc, 8));
 		pushJsonbValue(&st, WJB_END_OBJECT, NULL);
-		push_numeric(&st, "avgFillLevel", SPI_getbinval(tup, desc, 9, &isnull), isnull);
+		push_column(&st, "avgFillLevel", tup, desc, 9);
 		push_int(&st, "needingService", get_int8(tup, desc, 10));
-		push_numeric(&st, "avgCapacityCubicYards", SPI_getbinval(tup, desc, 11, &isnull), isnull);
+		push_column(&st, "avgCapacityCubicYards", tup, desc, 11);
 	}
 	else
 	{

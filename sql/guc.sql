@@ -1,0 +1,37 @@
+-- Settings: defaults, ranges, and who may read or set them.
+SELECT name, setting, unit, context, vartype, min_val, max_val
+  FROM pg_settings WHERE name LIKE 'wm_perf.%'
+   AND name NOT IN ('wm_perf.redis_host', 'wm_perf.redis_port', 'wm_perf.redis_backoff')
+ ORDER BY name COLLATE "C";
+SHOW wm_perf.cache_ttl;
+SHOW wm_perf.redis_command_timeout;
+
+-- Range and format checks (22023).
+SELECT regress_error('SET wm_perf.redis_port = 0');
+SELECT regress_error('SET wm_perf.cache_ttl = 0');
+SELECT regress_error($$SET wm_perf.redis_host = 'redis.example.com'$$);
+SELECT regress_error($$SET wm_perf.key_prefix = 'has space'$$);
+SELECT regress_error($$SET wm_perf.key_prefix = ''$$);
+SET wm_perf.redis_host = '::1';
+SET wm_perf.redis_host = '/run/redis/redis.sock';
+SET wm_perf.redis_host = 'localhost';
+RESET wm_perf.redis_host;
+SELECT regress_error($$SET wm_perf.no_such_setting = 1$$);
+
+-- A plain role can neither read nor set what points at Redis.
+CREATE ROLE regress_wm_plain;
+SET ROLE regress_wm_plain;
+SELECT regress_error('SHOW wm_perf.redis_host');
+SELECT regress_error('SHOW wm_perf.redis_password');
+SELECT regress_error($$SELECT current_setting('wm_perf.redis_password')$$);
+SELECT count(*) AS visible_secret_settings FROM pg_settings
+ WHERE name IN ('wm_perf.redis_host', 'wm_perf.redis_port', 'wm_perf.redis_password',
+				'wm_perf.redis_password_file', 'wm_perf.redis_user', 'wm_perf.redis_database');
+SELECT regress_error($$SET wm_perf.redis_host = '127.0.0.1'$$);
+SELECT regress_error('SET wm_perf.cache_ttl = 5');
+SELECT regress_error('SET wm_perf.redis_command_timeout = 5000');
+SET wm_perf.cache_enabled = off;
+SHOW wm_perf.cache_enabled;
+RESET wm_perf.cache_enabled;
+RESET ROLE;
+DROP ROLE regress_wm_plain;

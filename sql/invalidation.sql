@@ -1,0 +1,95 @@
+-- Invalidation at commit, observed through the statistics and the metrics.
+-- (Redis contents are checked by the TAP and integration suites.)
+CREATE FUNCTION regress_inv() RETURNS TABLE (recorded bigint, delivered bigint)
+LANGUAGE sql AS $$
+	SELECT invalidations_recorded, invalidations_delivered FROM wm_perf_metrics
+	 WHERE function_name = 'invalidation'
+$$;
+CREATE TEMP TABLE pick AS
+	SELECT id FROM core.routes WHERE deleted_at IS NULL AND status = 'active'
+	 ORDER BY route_number COLLATE "C" LIMIT 1;
+
+SELECT wm_perf_metrics_reset();
+SELECT wm_route_statistics() -> 'byStatus' -> 'active' AS active_before;
+SELECT wm_route_statistics() -> 'byStatus' -> 'active' AS active_cached;
+
+-- A committed change is visible to the very next call.
+UPDATE core.routes SET status = 'archived' WHERE id = (SELECT id FROM pick);
+SELECT * FROM regress_inv();
+SELECT wm_route_statistics() -> 'byStatus' -> 'active' AS active_after_commit;
+
+-- Inside the writing transaction: its own change, computed, not stored.
+BEGIN;
+UPDATE core.routes SET status = 'active' WHERE id = (SELECT id FROM pick);
+SELECT wm_route_statistics() -> 'byStatus' -> 'active' AS active_own_write;
+ROLLBACK;
+SELECT * FROM regress_inv();
+SELECT wm_route_statistics() -> 'byStatus' -> 'active' AS active_after_rollback;
+
+-- ROLLBACK TO SAVEPOINT drops what the subtransaction recorded.
+BEGIN;
+SAVEPOINT s1;
+UPDATE core.routes SET status = 'active' WHERE id = (SELECT id FROM pick);
+ROLLBACK TO SAVEPOINT s1;
+COMMIT;
+SELECT * FROM regress_inv();
+
+-- RELEASE keeps it.
+BEGIN;
+SAVEPOINT s1;
+UPDATE core.routes SET status = 'active' WHERE id = (SELECT id FROM pick);
+RELEASE SAVEPOINT s1;
+COMMIT;
+SELECT * FROM regress_inv();
+SELECT wm_route_statistics() -> 'byStatus' -> 'active' AS active_restored;
+
+-- An UPDATE that changes no column a statistic reads records nothing.
+UPDATE core.routes SET updated_at = updated_at + interval '1 second';
+SELECT * FROM regress_inv();
+-- ... while one that does, in a 100-row statement, records one scope.
+UPDATE core.routes SET estimated_duration_minutes = estimated_duration_minutes
+ WHERE route_number <= 'R000010';
+UPDATE core.routes SET estimated_duration_minutes = estimated_duration_minutes + 1;
+SELECT * FROM regress_inv();
+UPDATE core.routes SET estimated_duration_minutes = estimated_duration_minutes - 1;
+
+-- Customers and service events belong to the bins scope.
+SELECT wm_bin_statistics() -> 'total' AS bins_total;
+UPDATE operations.customers SET deleted_at = now()
+ WHERE id = (SELECT customer_id FROM core.bins WHERE deleted_at IS NULL ORDER BY bin_number COLLATE "C" LIMIT 1);
+SELECT wm_bin_statistics() -> 'total' AS bins_total_after_customer_delete;
+SELECT (wm_bin_statistics() - 'computedAt') = regress_bin_stats(NULL) AS bins_exact;
+SELECT * FROM regress_inv();
+
+-- INSERT and DELETE.
+INSERT INTO core.routes (id, route_number, route_name, territory, route_type, service_day,
+						 status, ai_optimized, created_at, updated_at)
+VALUES ('00000000-0000-0000-0000-0000000000aa', 'RTEST', 'test route', 'Houston',
+		'mixed', 'monday', 'active', false, now(), now());
+SELECT wm_route_statistics('Houston') -> 'total' AS houston_with_new;
+DELETE FROM core.routes WHERE id = '00000000-0000-0000-0000-0000000000aa';
+SELECT wm_route_statistics('Houston') -> 'total' AS houston_without;
+SELECT * FROM regress_inv();
+
+-- TRUNCATE fires the statement trigger too (rolled back here).
+BEGIN;
+TRUNCATE core.service_events;
+SELECT wm_bin_statistics() -> 'serviceEventsLast30Days' -> 'total' AS events_after_truncate;
+ROLLBACK;
+SELECT * FROM regress_inv();
+
+-- wm_cache_flush records scopes like a write does.
+SELECT wm_cache_flush('routes');
+SELECT wm_cache_flush();
+SELECT * FROM regress_inv();
+
+-- PREPARE TRANSACTION with pending invalidations is refused.
+BEGIN;
+UPDATE core.routes SET status = status WHERE id = (SELECT id FROM pick);
+UPDATE core.routes SET status = 'inactive' WHERE id = (SELECT id FROM pick);
+PREPARE TRANSACTION 'regress_wm';
+SELECT count(*) AS prepared FROM pg_prepared_xacts;
+BEGIN;
+SELECT 1;
+PREPARE TRANSACTION 'regress_wm_clean';
+COMMIT PREPARED 'regress_wm_clean';

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Application-key rules (wm_cache_rules) against the real servers: a commit
+# deletes exactly the keys its rows map to; a rollback deletes nothing.
+set -euo pipefail
+: "${PGHOST:?}" "${PGPORT:?}" "${REDIS_PORT:?}" "${WM_SRC:?}"
+DB=wm_integ_rules
+R() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+Q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
+fails=0
+check() { # check DESCRIPTION EXPECTED ACTUAL
+    if [ "$2" = "$3" ]; then echo "ok - $1"; else echo "not ok - $1 (expected '$2', got '$3')"; fails=$((fails + 1)); fi
+}
+
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $DB"
+psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -v scale=0.002 \
+    -f "$WM_SRC/test/fixtures/schema.sql" -f "$WM_SRC/test/fixtures/generate.sql" >/dev/null
+Q "CREATE EXTENSION wm_perf CASCADE" 2>/dev/null
+psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -f "$WM_SRC/docs/cache_rules_example.sql" >/dev/null
+check "example rules loaded" "t" "$(Q "SELECT count(*) >= 6 FROM wm_cache_rules")"
+
+C1=$(Q "SELECT b.customer_id FROM core.bins b JOIN operations.customers c ON c.id = b.customer_id WHERE b.deleted_at IS NULL AND c.deleted_at IS NULL ORDER BY b.bin_number LIMIT 1")
+C2=$(Q "SELECT c.id FROM operations.customers c WHERE c.deleted_at IS NULL AND c.id <> '$C1' ORDER BY c.customer_number LIMIT 1")
+B1=$(Q "SELECT id FROM core.bins WHERE customer_id = '$C1' AND deleted_at IS NULL ORDER BY bin_number LIMIT 1")
+
+seed() {
+    R mset waste_mgmt:stats:routes:global r waste_mgmt:stats:bins:global b \
+        "waste_mgmt:stats:bins:customer:$C1" c1 "waste_mgmt:stats:bins:customer:$C2" c2 \
+        waste_mgmt:stats:dashboard:global d "waste_mgmt:stats:dashboard:customer:$C1" dc1 \
+        waste_mgmt:unrelated u >/dev/null
+}
+exists() { R exists "$1"; }
+
+# A rolled-back change deletes nothing.
+seed
+psql -X -q -d "$DB" -c "BEGIN; UPDATE core.bins SET fill_level_percent = 99 WHERE id = '$B1'; ROLLBACK;"
+check "rollback keeps customer key" 1 "$(exists "waste_mgmt:stats:bins:customer:$C1")"
+check "rollback keeps global key" 1 "$(exists waste_mgmt:stats:bins:global)"
+
+# A committed change to one bin: its customer's keys and the global ones.
+Q "UPDATE core.bins SET fill_level_percent = 99 WHERE id = '$B1'"
+check "bins global deleted" 0 "$(exists waste_mgmt:stats:bins:global)"
+check "customer C1 key deleted" 0 "$(exists "waste_mgmt:stats:bins:customer:$C1")"
+check "dashboard of C1 deleted" 0 "$(exists "waste_mgmt:stats:dashboard:customer:$C1")"
+check "dashboard global deleted" 0 "$(exists waste_mgmt:stats:dashboard:global)"
+check "customer C2 key kept" 1 "$(exists "waste_mgmt:stats:bins:customer:$C2")"
+check "routes key kept" 1 "$(exists waste_mgmt:stats:routes:global)"
+check "unrelated key kept" 1 "$(exists waste_mgmt:unrelated)"
+
+# An update of nothing but updated_at deletes nothing.
+seed
+Q "UPDATE core.bins SET updated_at = updated_at + interval '1 second' WHERE id = '$B1'"
+check "updated_at only keeps keys" 1 "$(exists "waste_mgmt:stats:bins:customer:$C1")"
+
+# Routes: the routes key and the dashboard keys (glob).
+seed
+Q "UPDATE core.routes SET status = 'inactive' WHERE route_number = (SELECT min(route_number) FROM core.routes WHERE deleted_at IS NULL)"
+check "routes key deleted" 0 "$(exists waste_mgmt:stats:routes:global)"
+check "bins key kept on routes change" 1 "$(exists waste_mgmt:stats:bins:global)"
+check "unrelated key kept on routes change" 1 "$(exists waste_mgmt:unrelated)"
+
+# Keys deleted are counted.
+check "keys_deleted counted" t "$(Q "SELECT keys_deleted > 0 FROM wm_perf_metrics WHERE function_name = 'invalidation'")"
+
+psql -X -q -d postgres -c "DROP DATABASE $DB"
+echo "app_rules: $fails failure(s)"
+[ "$fails" -eq 0 ]
