@@ -399,7 +399,9 @@ wm_invalidate_cache(PG_FUNCTION_ARGS)
 
 /*
  * Statement trigger on wm_perf_config and wm_cache_rules: every backend's
- * cached copy is dropped when the change commits.
+ * cached copy is dropped when the change commits.  A change of the attached
+ * tables also invalidates every scope: values computed from the previous
+ * tables must not be served for the new ones.
  */
 PG_FUNCTION_INFO_V1(wm_config_changed);
 Datum
@@ -412,6 +414,13 @@ wm_config_changed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("_wm_config_changed() must be called as a trigger")));
 	CacheInvalidateRelcache(trigdata->tg_relation);
+	if (strcmp(RelationGetRelationName(trigdata->tg_relation), "wm_perf_config") == 0)
+	{
+		int			s;
+
+		for (s = 0; s < WM_SCOPE_COUNT; s++)
+			wm_xact_add_scope((WmScope) s);
+	}
 	return PointerGetDatum(NULL);
 }
 
