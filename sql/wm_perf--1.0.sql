@@ -540,7 +540,7 @@ DECLARE
 	t	record;
 BEGIN
 	FOR t IN
-		SELECT tg.tgrelid::regclass AS tbl, tg.tgname
+		SELECT tg.tgrelid::regclass::text AS tbl, tg.tgname
 		  FROM pg_trigger tg
 		 WHERE tg.tgfoid OPERATOR(pg_catalog.=) '@extschema@.wm_invalidate_cache()'::regprocedure
 		 ORDER BY tg.tgrelid::regclass::text COLLATE "C", tg.tgname COLLATE "C"
@@ -550,7 +550,7 @@ BEGIN
 	END LOOP;
 	IF drop_indexes THEN
 		FOR t IN
-			SELECT c.oid::regclass AS idx, i.indrelid::regclass AS tbl
+			SELECT c.oid::regclass::text AS idx, i.indrelid::regclass::text AS tbl
 			  FROM @extschema@.wm_perf_config cfg
 			  JOIN pg_index i ON i.indrelid OPERATOR(pg_catalog.=) cfg.relid
 			  JOIN pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid
@@ -565,7 +565,7 @@ BEGIN
 			RETURN NEXT format('index %s on %s: dropped', t.idx, t.tbl);
 		END LOOP;
 		FOR t IN
-			SELECT c.oid::regclass AS mv
+			SELECT c.oid::regclass::text AS mv
 			  FROM pg_class c
 			 WHERE c.relnamespace OPERATOR(pg_catalog.=) '@extschema@'::regnamespace
 			   AND c.relkind OPERATOR(pg_catalog.=) 'm'
