@@ -99,10 +99,13 @@ wm_stop_all() {
     local rc=$?
     if [ -n "${WM_TMP:-}" ] && [ -d "$WM_TMP" ]; then
         if [ -f "$WM_TMP/pgdata/postmaster.pid" ]; then
-            as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -m immediate stop >/dev/null 2>&1 || true
+            as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -m fast -w stop >/dev/null 2>&1 || true
         fi
         if [ -f "$WM_TMP/redis.pid" ]; then
-            kill "$(cat "$WM_TMP/redis.pid")" 2>/dev/null || true
+            local rpid
+            rpid=$(cat "$WM_TMP/redis.pid")
+            kill "$rpid" 2>/dev/null || true
+            for _ in $(seq 50); do kill -0 "$rpid" 2>/dev/null || break; sleep 0.1; done
         fi
         if [ "${WM_KEEP_TMP:-0}" = 1 ]; then
             echo "kept $WM_TMP"

@@ -34,17 +34,11 @@ SELECT bag_eq(
 		('function wm_routes_within_radius(double precision,double precision,double precision,integer,text)'),
 		('table wm_cache_rules'),
 		('table wm_perf_config'),
-		('type wm_cache_rules'),
-		('type wm_cache_rules[]'),
-		('type wm_perf_config'),
-		('type wm_perf_config[]'),
-		('type wm_perf_metrics'),
-		('type wm_perf_metrics[]'),
 		('view wm_perf_metrics')$$,
 	'extension members are exactly the documented objects');
 
 SELECT bag_eq(
-	$$SELECT c.relname::text, pg_get_expr(i.indpred, i.indrelid)
+	$$SELECT c.relname::text AS idx, pg_get_expr(i.indpred, i.indrelid) AS pred
 		FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 	   WHERE c.relname IN ('bins_location_active_gist_idx', 'bins_customer_id_status_bin_type_idx',
 						   'routes_route_geometry_active_gist_idx', 'routes_route_geometry_territory_gist_idx',
@@ -66,9 +60,9 @@ SELECT is(
 	'the bins location index is GiST');
 
 SELECT bag_eq(
-	$$SELECT tgrelid::regclass::text, tgname::text, tgenabled::text FROM pg_trigger
+	$$SELECT tgrelid::regclass::text AS tbl, tgname::text AS tgname, tgenabled::text AS enabled FROM pg_trigger
 	   WHERE tgname LIKE 'wm_perf_invalidate_%'$$,
-	$$SELECT t, 'wm_perf_invalidate_' || r || '_' || s, 'A'
+	$$SELECT t AS tbl, 'wm_perf_invalidate_' || r || '_' || s AS tgname, 'A' AS enabled
 		FROM (VALUES ('core.routes', 'routes'), ('core.bins', 'bins'),
 					 ('operations.customers', 'customers'),
 					 ('core.service_events', 'service_events')) v(t, r),
