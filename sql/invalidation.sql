@@ -83,6 +83,16 @@ SELECT wm_cache_flush('routes');
 SELECT wm_cache_flush();
 SELECT * FROM regress_inv();
 
+-- With session_replication_role = replica (as logical replication apply
+-- runs) the ALWAYS statement triggers and the REPLICA row trigger both
+-- fire; the scope is delivered once.
+SET session_replication_role = replica;
+UPDATE core.routes SET status = 'inactive' WHERE id = (SELECT id FROM pick);
+RESET session_replication_role;
+SELECT * FROM regress_inv();
+SELECT (wm_route_statistics() - 'computedAt') = regress_route_stats(NULL) AS exact_after_replica_write;
+UPDATE core.routes SET status = 'active' WHERE id = (SELECT id FROM pick);
+
 -- PREPARE TRANSACTION with pending invalidations is refused.
 BEGIN;
 UPDATE core.routes SET status = status WHERE id = (SELECT id FROM pick);

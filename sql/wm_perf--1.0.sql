@@ -216,8 +216,12 @@ END;
 $$;
 REVOKE ALL ON FUNCTION @extschema@._wm_ensure_index(regclass, text, text) FROM PUBLIC;
 
-/* _wm_ensure_trigger: create one invalidation trigger, enabled ALWAYS. */
-CREATE FUNCTION @extschema@._wm_ensure_trigger(tbl regclass, role text, suffix text, clause text)
+/*
+ * _wm_ensure_trigger: create one invalidation trigger, enabled ALWAYS
+ * (statement triggers) or REPLICA (the row trigger for logical replication
+ * apply, which fires no statement triggers).
+ */
+CREATE FUNCTION @extschema@._wm_ensure_trigger(tbl regclass, role text, suffix text, clause text, enable text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -232,11 +236,12 @@ BEGIN
 	END IF;
 	EXECUTE format('CREATE TRIGGER %I %s ON %s %s EXECUTE FUNCTION @extschema@.wm_invalidate_cache(%L)',
 				   trg, split_part(clause, '|', 1), tbl, split_part(clause, '|', 2), role);
-	EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, trg);
+	EXECUTE format('ALTER TABLE %s ENABLE %s TRIGGER %I', tbl,
+				   CASE enable WHEN 'REPLICA' THEN 'REPLICA' ELSE 'ALWAYS' END, trg);
 	RETURN format('trigger %s on %s: created', trg, tbl);
 END;
 $$;
-REVOKE ALL ON FUNCTION @extschema@._wm_ensure_trigger(regclass, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._wm_ensure_trigger(regclass, text, text, text, text) FROM PUBLIC;
 
 /* _wm_find_table: the unique table of that name outside system schemas. */
 CREATE FUNCTION @extschema@._wm_find_table(role text, OUT found regclass, OUT candidates integer)
@@ -252,7 +257,7 @@ AS $$
 	   AND c.relkind IN ('r', 'p')
 	   AND n.nspname OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog', 'information_schema', 'pg_toast'])
 	   AND n.nspname NOT LIKE 'pg_temp%'
-	   AND n.oid OPERATOR(pg_catalog.<>) '@extschema@'::regnamespace
+	   AND n.nspname NOT LIKE 'pg_toast_temp%'
 $$;
 REVOKE ALL ON FUNCTION @extschema@._wm_find_table(text) FROM PUBLIC;
 
@@ -513,13 +518,15 @@ BEGIN
 	FOR i IN 1 .. 4 LOOP
 		CONTINUE WHEN tbl[i] IS NULL;
 		RETURN NEXT @extschema@._wm_ensure_trigger(tbl[i], roles[i], 'ins',
-			'AFTER INSERT|REFERENCING NEW TABLE AS wm_new FOR EACH STATEMENT');
+			'AFTER INSERT|REFERENCING NEW TABLE AS wm_new FOR EACH STATEMENT', 'ALWAYS');
 		RETURN NEXT @extschema@._wm_ensure_trigger(tbl[i], roles[i], 'upd',
-			'AFTER UPDATE|REFERENCING OLD TABLE AS wm_old NEW TABLE AS wm_new FOR EACH STATEMENT');
+			'AFTER UPDATE|REFERENCING OLD TABLE AS wm_old NEW TABLE AS wm_new FOR EACH STATEMENT', 'ALWAYS');
 		RETURN NEXT @extschema@._wm_ensure_trigger(tbl[i], roles[i], 'del',
-			'AFTER DELETE|REFERENCING OLD TABLE AS wm_old FOR EACH STATEMENT');
+			'AFTER DELETE|REFERENCING OLD TABLE AS wm_old FOR EACH STATEMENT', 'ALWAYS');
 		RETURN NEXT @extschema@._wm_ensure_trigger(tbl[i], roles[i], 'trunc',
-			'AFTER TRUNCATE|FOR EACH STATEMENT');
+			'AFTER TRUNCATE|FOR EACH STATEMENT', 'ALWAYS');
+		RETURN NEXT @extschema@._wm_ensure_trigger(tbl[i], roles[i], 'repl',
+			'AFTER INSERT OR UPDATE OR DELETE|FOR EACH ROW', 'REPLICA');
 	END LOOP;
 END;
 $$;

@@ -38,19 +38,56 @@
 /* Seconds between two warnings of one backend. */
 #define WM_REDIS_WARNING_INTERVAL_S 10
 
+/* Most counters one delivery increments (scopes, or scopes of a database). */
+#define WM_MAX_BUMP_KEYS 16
+
 /* Longest password read from wm_perf.redis_password_file. */
 #define WM_REDIS_MAX_PASSWORD 512
 
 /*
- * The read path in one round trip.  KEYS[1] epoch key, KEYS[2] generation
- * key; ARGV[1] value key prefix, ARGV[2] suffix, ARGV[3] the server's run
- * id as seen at connect time.  Returns {version, value or false}.
+ * Counters (epoch, generations) that do not exist yet start from the
+ * server's clock in microseconds: after a FLUSHALL or a restore they resume
+ * far above any value an old cached key could carry.  Scripts use effects
+ * replication (the default from Redis 5 on; the call makes it explicit).
+ */
+#define WM_LUA_CURRENT \
+"redis.replicate_commands() " \
+"local function current(k) " \
+"  local v = redis.call('GET', k) " \
+"  if not v then " \
+"    local t = redis.call('TIME') " \
+"    v = t[1] .. string.format('%06d', tonumber(t[2])) " \
+"    redis.call('SET', k, v) " \
+"  end " \
+"  return v " \
+"end "
+
+/*
+ * The read path in one round trip.  KEYS[1] epoch, KEYS[2] generation;
+ * ARGV[1] value key prefix, ARGV[2] suffix, ARGV[3] the server's run id as
+ * seen at connect time.  Returns {epoch, generation, value or false}.
  */
 static const char *const lookup_script =
-"local e = redis.call('GET', KEYS[1]) or '0' "
-"local g = redis.call('GET', KEYS[2]) or '0' "
-"local v = ARGV[3] .. ':e' .. e .. ':g' .. g "
-"return {v, redis.call('GET', ARGV[1] .. ':' .. v .. ARGV[2])}";
+WM_LUA_CURRENT
+"local e = current(KEYS[1]) "
+"local g = current(KEYS[2]) "
+"return {e, g, redis.call('GET', ARGV[1] .. ':' .. ARGV[3] .. ':e' .. e .. ':g' .. g .. ARGV[2])}";
+
+/*
+ * Store only if neither counter moved since the lookup.  KEYS[1] epoch,
+ * KEYS[2] generation, KEYS[3] value key; ARGV: epoch, generation, value,
+ * ttl.
+ */
+static const char *const store_script =
+"if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[2] then "
+"  redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4]) return 1 "
+"end return 0";
+
+/* Increment every key given, starting missing ones from the clock. */
+static const char *const bump_script =
+WM_LUA_CURRENT
+"for _, k in ipairs(KEYS) do current(k) redis.call('INCR', k) end "
+"return #KEYS";
 
 static redisContext *ctx = NULL;
 static uint64 ctx_target_generation = 0;
@@ -304,7 +341,7 @@ count_trip(WmMetricKind kind, TimestampTz start)
 WmRedisStatus
 wm_redis_lookup(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 				const char *vprefix, const char *vsuffix,
-				char **version, char **value, size_t *value_len)
+				WmCacheVersion *version, char **value, size_t *value_len)
 {
 	const char *argv[8];
 	redisReply *reply = NULL;
@@ -312,8 +349,8 @@ wm_redis_lookup(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 	TimestampTz start;
 	bool		was_open;
 	int			attempt;
+	int			i;
 
-	*version = NULL;
 	*value = NULL;
 	*value_len = 0;
 
@@ -345,8 +382,11 @@ wm_redis_lookup(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 		fail(ERRCODE_CONNECTION_FAILURE, "read from", ctx ? ctx->errstr : NULL);
 		return WM_REDIS_FAILED;
 	}
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-		reply->element[0]->type != REDIS_REPLY_STRING)
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+		reply->element[0]->type != REDIS_REPLY_STRING ||
+		reply->element[1]->type != REDIS_REPLY_STRING ||
+		reply->element[0]->len >= sizeof(version->epoch) ||
+		reply->element[1]->len >= sizeof(version->generation))
 	{
 		const char *why = reply->type == REDIS_REPLY_ERROR ?
 		pstrdup(reply->str) : "unexpected reply to the lookup script";
@@ -355,49 +395,61 @@ wm_redis_lookup(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 		fail(ERRCODE_CONNECTION_FAILURE, "read from", why);
 		return WM_REDIS_FAILED;
 	}
-	*version = pnstrdup(reply->element[0]->str, reply->element[0]->len);
-	if (reply->element[1]->type == REDIS_REPLY_STRING)
+	for (i = 0; i < 2; i++)
 	{
-		*value = palloc(reply->element[1]->len + 1);
-		memcpy(*value, reply->element[1]->str, reply->element[1]->len);
-		(*value)[reply->element[1]->len] = '\0';
-		*value_len = reply->element[1]->len;
+		char	   *dst = i == 0 ? version->epoch : version->generation;
+
+		memcpy(dst, reply->element[i]->str, reply->element[i]->len);
+		dst[reply->element[i]->len] = '\0';
+	}
+	strlcpy(version->run_id, run_id, sizeof(version->run_id));
+	if (reply->element[2]->type == REDIS_REPLY_STRING)
+	{
+		*value = palloc(reply->element[2]->len + 1);
+		memcpy(*value, reply->element[2]->str, reply->element[2]->len);
+		(*value)[reply->element[2]->len] = '\0';
+		*value_len = reply->element[2]->len;
 	}
 	freeReplyObject(reply);
 	return WM_REDIS_OK;
 }
 
 WmRedisStatus
-wm_redis_store(WmMetricKind kind, const char *key, const char *value, size_t len, int ttl_s)
+wm_redis_store(WmMetricKind kind, const char *epoch_key, const char *gen_key,
+			   const WmCacheVersion *version, const char *key,
+			   const char *value, size_t len, int ttl_s)
 {
-	const char *argv[5];
-	size_t		argvlen[5];
+	const char *argv[10];
+	size_t		argvlen[10];
 	char		ttl[16];
 	redisReply *reply;
 	WmRedisStatus st;
 	TimestampTz start;
+	int			i;
 
 	if ((st = ensure_connection()) != WM_REDIS_OK)
 		return st;
 	snprintf(ttl, sizeof(ttl), "%d", ttl_s);
-	argv[0] = "SET";
-	argvlen[0] = 3;
-	argv[1] = key;
-	argvlen[1] = strlen(key);
-	argv[2] = value;
-	argvlen[2] = len;
-	argv[3] = "EX";
-	argvlen[3] = 2;
-	argv[4] = ttl;
-	argvlen[4] = strlen(ttl);
+	argv[0] = "EVAL";
+	argv[1] = store_script;
+	argv[2] = "3";
+	argv[3] = epoch_key;
+	argv[4] = gen_key;
+	argv[5] = key;
+	argv[6] = version->epoch;
+	argv[7] = version->generation;
+	argv[8] = value;
+	argv[9] = ttl;
+	for (i = 0; i < 10; i++)
+		argvlen[i] = i == 8 ? len : strlen(argv[i]);
 	start = GetCurrentTimestamp();
-	reply = redisCommandArgv(ctx, 5, argv, argvlen);
+	reply = redisCommandArgv(ctx, 10, argv, argvlen);
 	count_trip(kind, start);
-	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER)
 	{
 		if (reply)
 			freeReplyObject(reply);
-		fail(ERRCODE_CONNECTION_FAILURE, "write to", ctx ? ctx->errstr : NULL);
+		fail(ERRCODE_CONNECTION_FAILURE, "write to", ctx && ctx->err ? ctx->errstr : "error reply");
 		return WM_REDIS_FAILED;
 	}
 	freeReplyObject(reply);
@@ -414,11 +466,20 @@ pipeline(int nincr, char *const *incr_keys, int nunlink,
 	int			i;
 	bool		ok = true;
 
-	for (i = 0; i < nincr; i++)
+	if (nincr > 0)
 	{
-		argv[0] = "INCR";
-		argv[1] = incr_keys[i];
-		if (redisAppendCommandArgv(ctx, 2, argv, NULL) != REDIS_OK)
+		const char *bargv[3 + WM_MAX_BUMP_KEYS];
+		char		nkeys[16];
+
+		if (nincr > WM_MAX_BUMP_KEYS)
+			return false;
+		snprintf(nkeys, sizeof(nkeys), "%d", nincr);
+		bargv[0] = "EVAL";
+		bargv[1] = bump_script;
+		bargv[2] = nkeys;
+		for (i = 0; i < nincr; i++)
+			bargv[3 + i] = incr_keys[i];
+		if (redisAppendCommandArgv(ctx, 3 + nincr, bargv, NULL) != REDIS_OK)
 			return false;
 	}
 	for (i = 0; i < nunlink; i++)
@@ -428,13 +489,13 @@ pipeline(int nincr, char *const *incr_keys, int nunlink,
 		if (redisAppendCommandArgv(ctx, 2, argv, NULL) != REDIS_OK)
 			return false;
 	}
-	for (i = 0; i < nincr + nunlink; i++)
+	for (i = 0; i < (nincr > 0 ? 1 : 0) + nunlink; i++)
 	{
 		if (redisGetReply(ctx, (void **) &reply) != REDIS_OK || reply == NULL)
 			return false;
 		if (reply->type == REDIS_REPLY_ERROR)
 			ok = false;
-		else if (i >= nincr && reply->type == REDIS_REPLY_INTEGER)
+		else if ((nincr == 0 || i > 0) && reply->type == REDIS_REPLY_INTEGER)
 			*unlinked += (long) reply->integer;
 		freeReplyObject(reply);
 	}

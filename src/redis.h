@@ -27,24 +27,42 @@ typedef enum WmRedisStatus
 /* Is a Redis target configured at all? */
 extern bool wm_redis_configured(void);
 
+/* The counters a cached value was looked up under. */
+typedef struct WmCacheVersion
+{
+	char		epoch[32];
+	char		generation[32];
+	char		run_id[16];
+} WmCacheVersion;
+
 /*
- * Read path, one round trip: read the epoch and generation keys and the
- * value stored under  vprefix ":" <version> vsuffix,  where <version> is
- * "<run id>:e<epoch>:g<generation>".  On success *version is set (palloc'd)
- * and *value is the palloc'd value, or NULL on a miss.
+ * Read path, one round trip: read the epoch and generation keys (creating
+ * them, from the server's clock, when missing) and the value stored under
+ *   vprefix ":" <run id> ":e" <epoch> ":g" <generation> vsuffix.
+ * On success *version is filled and *value is the palloc'd value, or NULL
+ * on a miss.
  */
 extern WmRedisStatus wm_redis_lookup(WmMetricKind kind,
 									 const char *epoch_key, const char *gen_key,
 									 const char *vprefix, const char *vsuffix,
-									 char **version, char **value, size_t *value_len);
+									 WmCacheVersion *version,
+									 char **value, size_t *value_len);
 
-/* SET key value EX ttl. */
-extern WmRedisStatus wm_redis_store(WmMetricKind kind, const char *key, const char *value,
+/*
+ * SET key value EX ttl, only if the epoch and generation keys still hold
+ * the values of 'version' (checked atomically by a server-side script).
+ */
+extern WmRedisStatus wm_redis_store(WmMetricKind kind,
+									const char *epoch_key, const char *gen_key,
+									const WmCacheVersion *version,
+									const char *key, const char *value,
 									size_t len, int ttl_s);
 
 /*
- * Post-commit safe: one pipelined round trip with INCR for each incr_keys[i]
- * and UNLINK for each unlink_keys[i].  *unlinked receives the number of
+ * Post-commit safe: one pipelined round trip that increments each
+ * incr_keys[i] (a missing counter starts from the server's clock in
+ * microseconds, so a flushed counter never repeats an old value) and
+ * UNLINKs each unlink_keys[i].  *unlinked receives the number of
  * keys UNLINK removed.
  */
 extern WmRedisStatus wm_redis_deliver(int nincr, char *const *incr_keys,

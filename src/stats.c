@@ -25,6 +25,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -551,9 +552,9 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 {
 	char		epoch_key[WM_MAX_KEY_LEN];
 	char		gen_key[WM_MAX_KEY_LEN];
-	char	   *vprefix;
+	char		vprefix[WM_MAX_KEY_LEN];
 	char	   *vsuffix;
-	char	   *version = NULL;
+	WmCacheVersion version;
 	char	   *value = NULL;
 	size_t		value_len = 0;
 	Jsonb	   *result;
@@ -572,8 +573,7 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 
 	wm_key_epoch(epoch_key, sizeof(epoch_key));
 	wm_key_generation(gen_key, sizeof(gen_key), MyDatabaseId, scope);
-	vprefix = psprintf("%s:v%d:%u:%s", wm_guc_key_prefix, WM_CACHE_KEY_VERSION,
-					   MyDatabaseId, wm_scope_name(scope));
+	wm_key_values(vprefix, sizeof(vprefix), MyDatabaseId, scope);
 	vsuffix = psprintf(":%s:%s:u%u", fn, args, GetUserId());
 
 	rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, vsuffix,
@@ -595,12 +595,21 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 	/* Miss (or a corrupt value, overwritten below). */
 	wm_metrics_add(kind, WM_COUNTER_MISSES, 1);
 	result = compute(arg);
+
+	/*
+	 * A hot standby computes from a snapshot that may lag the primary's
+	 * commits, whose invalidations are already in Redis: it reads values
+	 * but never stores one.
+	 */
+	if (!RecoveryInProgress())
 	{
 		size_t		len;
 		char	   *enc = encode_value(result, &len);
-		char	   *key = psprintf("%s:%s%s", vprefix, version, vsuffix);
+		char	   *key = psprintf("%s:%s:e%s:g%s%s", vprefix, version.run_id,
+								   version.epoch, version.generation, vsuffix);
 
-		if (wm_redis_store(kind, key, enc, len, wm_guc_cache_ttl) == WM_REDIS_FAILED)
+		if (wm_redis_store(kind, epoch_key, gen_key, &version, key, enc, len,
+						   wm_guc_cache_ttl) == WM_REDIS_FAILED)
 			wm_metrics_add(kind, WM_COUNTER_ERRORS, 1);
 	}
 

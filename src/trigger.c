@@ -231,35 +231,140 @@ rows_differ(TupleTableSlot *a, TupleTableSlot *b, TupleDesc desc,
 	return false;
 }
 
+/* What one trigger call learned about a table change. */
+typedef struct WmChange
+{
+	const char *role;
+	TupleDesc	desc;
+	int			relevant[32];	/* columns statistics and lookups read */
+	int			nrelevant;
+	int			others[MaxHeapAttributeNumber]; /* all but updated_at */
+	int			nothers;
+	bool		any_rules;
+	bool		placeholder_rules;
+	bool		scope_changed;
+	bool		any_changed;
+} WmChange;
+
+static void
+init_change(WmChange *c, const char *role, TupleDesc desc)
+{
+	const char *const *cols = relevant_columns(role);
+	int			i;
+
+	memset(c, 0, offsetof(WmChange, others));
+	c->role = role;
+	c->desc = desc;
+	c->nothers = 0;
+	c->any_rules = c->placeholder_rules = false;
+	c->scope_changed = c->any_changed = false;
+	for (i = 0; cols[i] != NULL && c->nrelevant < (int) lengthof(c->relevant); i++)
+	{
+		int			attno = SPI_fnumber(desc, cols[i]);
+
+		if (attno > 0)
+			c->relevant[c->nrelevant++] = attno;
+	}
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), "updated_at") != 0)
+			c->others[c->nothers++] = i + 1;
+	}
+	for (i = 0; i < nrules; i++)
+	{
+		if (strcmp(rules[i].table_role, role) != 0)
+			continue;
+		c->any_rules = true;
+		if (rules[i].has_placeholders)
+			c->placeholder_rules = true;
+	}
+}
+
+static void
+record_placeholder_rules(WmChange *c, TupleTableSlot *slot)
+{
+	int			i;
+
+	for (i = 0; i < nrules; i++)
+		if (rules[i].has_placeholders && strcmp(rules[i].table_role, c->role) == 0)
+			record_rule(&rules[i], c->desc, slot);
+}
+
+/* An inserted or deleted row. */
+static void
+note_row(WmChange *c, TupleTableSlot *slot)
+{
+	c->scope_changed = c->any_changed = true;
+	if (c->placeholder_rules)
+		record_placeholder_rules(c, slot);
+}
+
+/* An updated row: old and new versions. */
+static void
+note_update(WmChange *c, TupleTableSlot *oldslot, TupleTableSlot *newslot)
+{
+	bool		row_scope = rows_differ(oldslot, newslot, c->desc, c->relevant, c->nrelevant);
+	bool		row_changed = row_scope ||
+		(c->any_rules && rows_differ(oldslot, newslot, c->desc, c->others, c->nothers));
+
+	c->scope_changed |= row_scope;
+	c->any_changed |= row_changed;
+	if (row_changed && c->placeholder_rules)
+	{
+		record_placeholder_rules(c, oldslot);
+		record_placeholder_rules(c, newslot);
+	}
+}
+
+/* Has every row that could add a record been seen? */
+static bool
+change_complete(WmChange *c)
+{
+	return c->scope_changed && !c->placeholder_rules;
+}
+
+static void
+finish_change(WmChange *c, WmScope scope)
+{
+	int			i;
+
+	if (c->scope_changed)
+		wm_xact_add_scope(scope);
+	if (c->any_changed)
+		for (i = 0; i < nrules; i++)
+			if (!rules[i].has_placeholders && strcmp(rules[i].table_role, c->role) == 0)
+				record_rule(&rules[i], c->desc, NULL);
+}
+
+/*
+ * The trigger.  Statement-level (AFTER INSERT/UPDATE/DELETE with transition
+ * tables, AFTER TRUNCATE) in normal operation; row-level AFTER triggers
+ * enabled REPLICA catch logical replication apply, which fires no
+ * statement triggers.
+ */
 PG_FUNCTION_INFO_V1(wm_invalidate_cache);
 Datum
 wm_invalidate_cache(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	TupleDesc	desc;
+	TriggerEvent ev;
 	const char *role;
-	const char *const *cols;
 	WmScope		scope;
 	bool		valid;
-	int			relevant[32];
-	int			nrelevant = 0;
-	int			others[MaxHeapAttributeNumber];
-	int			nothers = 0;
+	WmChange	c;
 	int			i;
-	bool		any_rules = false;
-	bool		placeholder_rules = false;
-	TupleTableSlot *oldslot = NULL;
-	TupleTableSlot *newslot = NULL;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("wm_invalidate_cache() must be called as a trigger")));
-	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
+	ev = trigdata->tg_event;
+	if (!TRIGGER_FIRED_AFTER(ev))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("wm_invalidate_cache() must be fired AFTER ... FOR EACH STATEMENT")));
+				 errmsg("wm_invalidate_cache() must be fired AFTER the change")));
 	if (trigdata->tg_trigger->tgnargs != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
@@ -274,18 +379,11 @@ wm_invalidate_cache(PG_FUNCTION_ARGS)
 				 errhint("Valid roles are routes, bins, customers and service_events.")));
 
 	load_rules();
-	for (i = 0; i < nrules; i++)
-	{
-		if (strcmp(rules[i].table_role, role) != 0)
-			continue;
-		any_rules = true;
-		if (rules[i].has_placeholders)
-			placeholder_rules = true;
-	}
 
-	/* TRUNCATE, or no transition tables: the scope and every rule, as globs. */
-	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) ||
-		(trigdata->tg_oldtable == NULL && trigdata->tg_newtable == NULL))
+	/* TRUNCATE, or a statement without transition tables: all, as globs. */
+	if (TRIGGER_FIRED_BY_TRUNCATE(ev) ||
+		(TRIGGER_FIRED_FOR_STATEMENT(ev) &&
+		 trigdata->tg_oldtable == NULL && trigdata->tg_newtable == NULL))
 	{
 		wm_xact_add_scope(scope);
 		for (i = 0; i < nrules; i++)
@@ -294,106 +392,58 @@ wm_invalidate_cache(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	}
 
-	desc = RelationGetDescr(trigdata->tg_relation);
-	cols = relevant_columns(role);
-	for (i = 0; cols[i] != NULL && nrelevant < (int) lengthof(relevant); i++)
-	{
-		int			attno = SPI_fnumber(desc, cols[i]);
+	init_change(&c, role, RelationGetDescr(trigdata->tg_relation));
 
-		if (attno > 0)
-			relevant[nrelevant++] = attno;
+	if (TRIGGER_FIRED_FOR_ROW(ev))
+	{
+		if (TRIGGER_FIRED_BY_UPDATE(ev))
+			note_update(&c, trigdata->tg_trigslot, trigdata->tg_newslot);
+		else
+			note_row(&c, trigdata->tg_trigslot);
+		finish_change(&c, scope);
+		return PointerGetDatum(NULL);
 	}
 
-	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	if (TRIGGER_FIRED_BY_UPDATE(ev))
 	{
-		bool		scope_changed = false;
-		bool		any_changed = false;
-
-		for (i = 0; i < desc->natts; i++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, i);
-
-			if (!att->attisdropped && strcmp(NameStr(att->attname), "updated_at") != 0)
-				others[nothers++] = i + 1;
-		}
+		TupleTableSlot *oldslot = MakeSingleTupleTableSlot(c.desc, &TTSOpsMinimalTuple);
+		TupleTableSlot *newslot = MakeSingleTupleTableSlot(c.desc, &TTSOpsMinimalTuple);
 
 		/*
-		 * Old and new transition rows are stored pairwise, in the same order;
-		 * a pair with different ids (never expected) counts as a change.
+		 * Old and new transition rows are stored pairwise, in the same
+		 * order.  Unequal counts (never expected) count as a change.
 		 */
-		oldslot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
-		newslot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
 		tuplestore_rescan(trigdata->tg_oldtable);
 		tuplestore_rescan(trigdata->tg_newtable);
-		for (;;)
+		while (!change_complete(&c))
 		{
 			bool		has_old = tuplestore_gettupleslot(trigdata->tg_oldtable, true, false, oldslot);
 			bool		has_new = tuplestore_gettupleslot(trigdata->tg_newtable, true, false, newslot);
-			bool		row_scope;
-			bool		row_changed;
 
 			if (!has_old || !has_new)
 			{
 				if (has_old != has_new)
-					scope_changed = any_changed = true;
+					c.scope_changed = c.any_changed = true;
 				break;
 			}
-			row_scope = rows_differ(oldslot, newslot, desc, relevant, nrelevant);
-			row_changed = row_scope ||
-				(any_rules && rows_differ(oldslot, newslot, desc, others, nothers));
-			scope_changed |= row_scope;
-			any_changed |= row_changed;
-			if (row_changed && placeholder_rules)
-			{
-				for (i = 0; i < nrules; i++)
-				{
-					if (strcmp(rules[i].table_role, role) != 0 ||
-						!rules[i].has_placeholders)
-						continue;
-					record_rule(&rules[i], desc, oldslot);
-					record_rule(&rules[i], desc, newslot);
-				}
-			}
-			else if (scope_changed && !placeholder_rules)
-				break;			/* nothing more to learn */
+			note_update(&c, oldslot, newslot);
 		}
-		if (scope_changed)
-			wm_xact_add_scope(scope);
-		if (any_changed)
-			for (i = 0; i < nrules; i++)
-				if (strcmp(rules[i].table_role, role) == 0 && !rules[i].has_placeholders)
-					record_rule(&rules[i], desc, NULL);
+		ExecDropSingleTupleTableSlot(oldslot);
+		ExecDropSingleTupleTableSlot(newslot);
 	}
 	else
 	{
-		Tuplestorestate *ts = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ?
+		Tuplestorestate *ts = TRIGGER_FIRED_BY_INSERT(ev) ?
 		trigdata->tg_newtable : trigdata->tg_oldtable;
-		bool		any_rows = false;
+		TupleTableSlot *slot = MakeSingleTupleTableSlot(c.desc, &TTSOpsMinimalTuple);
 
-		newslot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
 		tuplestore_rescan(ts);
-		while (tuplestore_gettupleslot(ts, true, false, newslot))
-		{
-			any_rows = true;
-			if (!placeholder_rules)
-				break;
-			for (i = 0; i < nrules; i++)
-				if (strcmp(rules[i].table_role, role) == 0 && rules[i].has_placeholders)
-					record_rule(&rules[i], desc, newslot);
-		}
-		if (any_rows)
-		{
-			wm_xact_add_scope(scope);
-			for (i = 0; i < nrules; i++)
-				if (strcmp(rules[i].table_role, role) == 0 && !rules[i].has_placeholders)
-					record_rule(&rules[i], desc, NULL);
-		}
+		while (!change_complete(&c) &&
+			   tuplestore_gettupleslot(ts, true, false, slot))
+			note_row(&c, slot);
+		ExecDropSingleTupleTableSlot(slot);
 	}
-
-	if (oldslot)
-		ExecDropSingleTupleTableSlot(oldslot);
-	if (newslot)
-		ExecDropSingleTupleTableSlot(newslot);
+	finish_change(&c, scope);
 	return PointerGetDatum(NULL);
 }
 

@@ -141,6 +141,7 @@ extern void wm_xact_add_scope(WmScope scope);
 extern bool wm_xact_add_key(const char *key, bool pattern);
 extern void wm_key_epoch(char *buf, size_t size);
 extern void wm_key_generation(char *buf, size_t size, Oid dboid, WmScope scope);
+extern void wm_key_values(char *buf, size_t size, Oid dboid, WmScope scope);
 extern bool wm_xact_scope_pending(WmScope scope);
 extern bool wm_xact_scope_undelivered(WmScope scope);
 extern const char *wm_scope_name(WmScope scope);

@@ -26,7 +26,9 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "miscadmin.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
@@ -71,17 +73,44 @@ wm_scope_name(WmScope scope)
 	return scope_names[scope];
 }
 
+/*
+ * Keys start with <prefix>:v<layout>:<cluster>: the cluster's system
+ * identifier keeps two clusters sharing one Redis apart (database oids
+ * repeat across clusters).  No palloc: used after commit and by the worker.
+ */
+static void
+key_cluster(char *buf, size_t size)
+{
+	snprintf(buf, size, "%s:v%d:" UINT64_FORMAT, wm_guc_key_prefix,
+			 WM_CACHE_KEY_VERSION, GetSystemIdentifier());
+}
+
 void
 wm_key_epoch(char *buf, size_t size)
 {
-	snprintf(buf, size, "%s:v%d:epoch", wm_guc_key_prefix, WM_CACHE_KEY_VERSION);
+	char		cluster[WM_MAX_KEY_LEN];
+
+	key_cluster(cluster, sizeof(cluster));
+	snprintf(buf, size, "%s:epoch", cluster);
 }
 
 void
 wm_key_generation(char *buf, size_t size, Oid dboid, WmScope scope)
 {
-	snprintf(buf, size, "%s:v%d:%u:gen:%s", wm_guc_key_prefix,
-			 WM_CACHE_KEY_VERSION, dboid, scope_names[scope]);
+	char		cluster[WM_MAX_KEY_LEN];
+
+	key_cluster(cluster, sizeof(cluster));
+	snprintf(buf, size, "%s:%u:gen:%s", cluster, dboid, scope_names[scope]);
+}
+
+/* Prefix of the cached values of a scope. */
+void
+wm_key_values(char *buf, size_t size, Oid dboid, WmScope scope)
+{
+	char		cluster[WM_MAX_KEY_LEN];
+
+	key_cluster(cluster, sizeof(cluster));
+	snprintf(buf, size, "%s:%u:%s", cluster, dboid, scope_names[scope]);
 }
 
 void
@@ -200,6 +229,9 @@ anything_pending(void)
 	return pending_keys != NULL && hash_get_num_entries(pending_keys) > 0;
 }
 
+/* Has the server's configuration a Redis target (prepared before commit)? */
+static bool redis_configured_for_server = false;
+
 /* PRE_COMMIT: everything that can fail. */
 static void
 prepare_delivery(void)
@@ -213,6 +245,12 @@ prepare_delivery(void)
 	reset_delivery();
 	if (!anything_pending())
 		return;
+
+	{
+		const char *reset_host = GetConfigOptionResetString("wm_perf.redis_host");
+
+		redis_configured_for_server = reset_host != NULL && reset_host[0] != '\0';
+	}
 
 	if (delivery_context == NULL)
 		delivery_context = AllocSetContextCreate(TopMemoryContext,
@@ -280,10 +318,10 @@ deliver(void)
 	}
 
 	/*
-	 * Not delivered.  With no Redis configured in this session and no shared
-	 * memory there is nothing that could hold a cached value we know of.
+	 * Not delivered.  With no Redis configured for this session nor in the
+	 * server's configuration (the reset value), no cache exists to be stale.
 	 */
-	if (st == WM_REDIS_DISABLED && !wm_shmem_available())
+	if (st == WM_REDIS_DISABLED && !redis_configured_for_server)
 		return;
 
 	wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_FAILED, n_incr);

@@ -7,10 +7,10 @@ SELECT throws_ok($$SELECT wm_cache_flush('everything')$$, '22023',
 SELECT throws_ok($$SELECT wm_invalidate_cache()$$, '39P01',
 	'wm_invalidate_cache() must be called as a trigger', 'trigger function called directly');
 CREATE TABLE pgtap_t (id int);
-CREATE TRIGGER pgtap_row AFTER INSERT ON pgtap_t FOR EACH ROW EXECUTE FUNCTION wm_invalidate_cache('routes');
+CREATE TRIGGER pgtap_before BEFORE INSERT ON pgtap_t FOR EACH ROW EXECUTE FUNCTION wm_invalidate_cache('routes');
 SELECT throws_ok($$INSERT INTO pgtap_t VALUES (1)$$, '39P01',
-	'wm_invalidate_cache() must be fired AFTER ... FOR EACH STATEMENT', 'row trigger refused');
-DROP TRIGGER pgtap_row ON pgtap_t;
+	'wm_invalidate_cache() must be fired AFTER the change', 'BEFORE trigger refused');
+DROP TRIGGER pgtap_before ON pgtap_t;
 CREATE TABLE pgtap_bad_routes (id uuid, status text);
 SELECT throws_ok($$SELECT wm_perf_attach(routes => 'pgtap_bad_routes')$$, '42703',
 	NULL, 'attach names missing columns');

@@ -14,7 +14,7 @@ SELECT bag_eq(
 		('function _wm_ensure_index(regclass,text,text)'),
 		('function _wm_ensure_matview(text,text,text,regclass[])'),
 		('function _wm_ensure_route_matview(regclass)'),
-		('function _wm_ensure_trigger(regclass,text,text,text)'),
+		('function _wm_ensure_trigger(regclass,text,text,text,text)'),
 		('function _wm_find_table(text)'),
 		('function _wm_index_signature(text)'),
 		('function _wm_is_geometry(regclass,name)'),
@@ -62,12 +62,13 @@ SELECT is(
 SELECT bag_eq(
 	$$SELECT tgrelid::regclass::text AS tbl, tgname::text AS tgname, tgenabled::text AS enabled FROM pg_trigger
 	   WHERE tgname LIKE 'wm_perf_invalidate_%'$$,
-	$$SELECT t AS tbl, 'wm_perf_invalidate_' || r || '_' || s AS tgname, 'A' AS enabled
+	$$SELECT t AS tbl, 'wm_perf_invalidate_' || r || '_' || s AS tgname,
+			 CASE s WHEN 'repl' THEN 'R' ELSE 'A' END AS enabled
 		FROM (VALUES ('core.routes', 'routes'), ('core.bins', 'bins'),
 					 ('operations.customers', 'customers'),
 					 ('core.service_events', 'service_events')) v(t, r),
-			 unnest(ARRAY['ins', 'upd', 'del', 'trunc']) s$$,
-	'sixteen invalidation triggers, enabled ALWAYS');
+			 unnest(ARRAY['ins', 'upd', 'del', 'trunc', 'repl']) s$$,
+	'statement triggers enabled ALWAYS, a row trigger enabled REPLICA, per table');
 
 SELECT bag_eq(
 	$$SELECT relname::text FROM pg_class WHERE relkind = 'm'$$,

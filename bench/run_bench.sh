@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# `make bench`: plain SQL vs wm_perf on generated data, reported as ratios
+# against the plain-SQL baseline measured in the same run.  Never a test.
+#
+#   WM_BENCH_SCALE   generator scale (default 1: 1M bins, 5M events)
+#   WM_BENCH_SECONDS duration of each pgbench run (default 10)
+source "$(dirname "${BASH_SOURCE[0]}")/../test/lib/common.sh"
+SCALE=${WM_BENCH_SCALE:-1}
+SECS=${WM_BENCH_SECONDS:-10}
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+wm_install_deps
+wm_build_install
+wm_make_tmp
+wm_start_redis
+wm_start_pg "shared_buffers = '2GB'" "max_connections = 50"
+
+log "loading scale $SCALE"
+t0=$(date +%s)
+wm_load_fixture bench "$SCALE"
+psql -X -q -d bench -c "CREATE EXTENSION wm_perf CASCADE" >/dev/null 2>&1
+psql -X -q -d bench -c "VACUUM ANALYZE" >/dev/null
+echo "loaded and attached in $(( $(date +%s) - t0 )) s"
+NBINS=$(psql -X -At -d bench -c "SELECT count(*) FROM core.bins")
+
+# tps NAME CLIENTS SCRIPT [extra pgbench args]: prints and returns tps
+declare -A TPS
+run() {
+    local name=$1 clients=$2 script=$3
+    shift 3
+    local out
+    out=$(pgbench -n -d bench -c "$clients" -j "$clients" -T "$SECS" -D nbins="$NBINS" -f "$script" "$@" 2>&1)
+    local tps
+    tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
+    local lat
+    lat=$(echo "$out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')
+    TPS["$name/$clients"]=$tps
+    printf '%-34s clients=%d  tps=%10s  latency=%8s ms\n' "$name" "$clients" "$tps" "$lat"
+}
+ratio() { # ratio A B: latency(A)/latency(B) = tps(B)/tps(A)
+    awk -v a="${TPS[$1]}" -v b="${TPS[$2]}" 'BEGIN { if (a > 0) printf "%.3f", b / a; else print "n/a" }'
+}
+
+log "statistics: plain SQL vs matview vs wm_perf hit / miss"
+for c in 1 2; do
+    run plain_bin_stats "$c" "$BENCH/plain_bin_stats.sql"
+    run matview_bin_stats "$c" "$BENCH/matview_bin_stats.sql"
+    run select_1 "$c" "$BENCH/select_1.sql"
+    run wm_bin_stats_hit "$c" "$BENCH/wm_bin_stats_hit.sql"
+    run wm_bin_stats_miss "$c" "$BENCH/wm_bin_stats_miss.sql"
+    run wm_bin_stats_no_cache "$c" "$BENCH/wm_bin_stats_no_cache.sql"
+    run plain_route_stats "$c" "$BENCH/plain_route_stats.sql"
+    run wm_route_stats_hit "$c" "$BENCH/wm_route_stats_hit.sql"
+done
+for c in 1 2; do
+    echo "clients=$c: bin hit / matview read = $(ratio wm_bin_stats_hit/$c matview_bin_stats/$c)x latency;" \
+         "hit vs plain recomputation = $(ratio plain_bin_stats/$c wm_bin_stats_hit/$c)x faster;" \
+         "miss / plain = $(ratio wm_bin_stats_miss/$c plain_bin_stats/$c)x;" \
+         "no-cache / plain = $(ratio wm_bin_stats_no_cache/$c plain_bin_stats/$c)x;" \
+         "route hit vs plain = $(ratio plain_route_stats/$c wm_route_stats_hit/$c)x faster"
+done
+
+log "writes: no trigger vs pg_notify trigger vs wm_perf triggers"
+for c in 1 2; do
+    psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_detach()" >/dev/null
+    run writes_no_trigger "$c" "$BENCH/writes.sql"
+    psql -X -q -d bench -f "$BENCH/notify_trigger.sql" >/dev/null
+    run writes_pg_notify "$c" "$BENCH/writes.sql"
+    psql -X -q -d bench -c "DROP TRIGGER bench_notify ON core.bins; DROP TRIGGER bench_notify ON core.service_events" >/dev/null
+    psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_attach()" >/dev/null
+    run writes_wm_perf "$c" "$BENCH/writes.sql"
+    echo "clients=$c: wm_perf write cost = $(ratio writes_wm_perf/$c writes_no_trigger/$c)x latency of no trigger;" \
+         "pg_notify = $(ratio writes_pg_notify/$c writes_no_trigger/$c)x"
+done
+
+log "95/5 read/write mix: hit ratio and stale reads"
+psql -X -q -d bench -c "SELECT wm_perf_metrics_reset()" >/dev/null
+for c in 2; do
+    run mix_95_5 "$c" "$BENCH/mix_read.sql@95" -f "$BENCH/writes.sql@5"
+done
+psql -X -d bench -c "SELECT function_name, calls, cache_hits, cache_misses, cache_bypasses, hit_ratio FROM wm_perf_metrics WHERE calls > 0"
+psql -X -At -d bench -c "SELECT CASE WHEN (wm_bin_statistics() - 'computedAt') = (SELECT wm_bin_statistics() - 'computedAt' FROM (SELECT set_config('wm_perf.cache_enabled', 'off', true)) s) THEN 'final read exact: yes' ELSE 'final read exact: NO' END"

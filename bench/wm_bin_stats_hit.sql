@@ -1,0 +1,1 @@
+SELECT wm_bin_statistics();

@@ -1,0 +1,2 @@
+SELECT wm_cache_flush('bins');
+SELECT wm_bin_statistics();
