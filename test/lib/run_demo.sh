@@ -2,7 +2,7 @@
 # `make demo`: the same set-up as `make test`, then generated data and what
 # the extension does, with timings.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-SCALE=${WM_DEMO_SCALE:-0.05}
+SCALE=${WM_DEMO_SCALE:-0.1}
 
 wm_install_deps
 wm_build_install
