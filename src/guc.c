@@ -24,6 +24,9 @@
 #include <limits.h>
 
 #include "miscadmin.h"
+#include "tcop/tcopprot.h"
+#include "utils/elog.h"
+#include "utils/memutils.h"
 #include "utils/guc.h"
 
 #include "wm_perf.h"
@@ -44,6 +47,34 @@ int			wm_guc_slow_spatial_threshold = 100;
 
 /* Bumped whenever a setting that identifies the Redis target changes. */
 uint64		wm_guc_redis_target_generation = 0;
+
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+/*
+ * Core logs "parameter ... changed to ..." on reload, and log_statement may
+ * log a SET: redact any log message that names the password setting, so
+ * that the password never reaches the server log.  (It is installed in every
+ * process that loads wm_perf, the postmaster too with preload.)
+ */
+static void
+redact_password(ErrorData *edata)
+{
+	if ((edata->message && strstr(edata->message, "redis_password") != NULL &&
+		 strstr(edata->message, "redis_password_file") == NULL) ||
+		(debug_query_string && strstr(debug_query_string, "redis_password") != NULL))
+	{
+		MemoryContext old = MemoryContextSwitchTo(ErrorContext);
+
+		if (edata->message && strstr(edata->message, "redis_password") != NULL)
+			edata->message = pstrdup("(message about wm_perf.redis_password redacted by wm_perf)");
+		edata->detail = NULL;
+		edata->detail_log = NULL;
+		edata->hide_stmt = true;
+		MemoryContextSwitchTo(old);
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
 
 /*
  * The host must be an IP address, "localhost" or an absolute unix socket
@@ -251,4 +282,8 @@ wm_guc_init(void)
 				 errmsg("wm_perf.redis_password is set but wm_perf is not in shared_preload_libraries"),
 				 errdetail("Until wm_perf is loaded, a session can read the setting as a placeholder."),
 				 errhint("Add wm_perf to shared_preload_libraries, or use wm_perf.redis_password_file instead.")));
+
+	/* After the message above, which names the setting but not its value. */
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = redact_password;
 }

@@ -27,9 +27,11 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
+#include "common/jsonapi.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgtime.h"
 #include "port/pg_crc32c.h"
@@ -509,6 +511,81 @@ value_crc(const char *json, size_t len)
 	return crc;
 }
 
+/*
+ * What jsonb_in could still reject in JSON that parses: numbers out of
+ * numeric's range and \u escapes it does not accept.  None occurs in a
+ * value wm_perf wrote.
+ */
+typedef struct WmJsonCheck
+{
+	bool		bad;
+	int			depth;
+	bool		top_is_object;
+} WmJsonCheck;
+
+static void
+check_scalar(void *state, char *token, JsonTokenType tokentype)
+{
+	WmJsonCheck *c = (WmJsonCheck *) state;
+
+	if (tokentype == JSON_TOKEN_NUMBER && strlen(token) > 40)
+		c->bad = true;
+	if (c->depth == 0)
+		c->bad = true;			/* a bare scalar is not a statistic */
+}
+
+static void
+check_object_start(void *state)
+{
+	WmJsonCheck *c = (WmJsonCheck *) state;
+
+	if (c->depth++ == 0)
+		c->top_is_object = true;
+}
+
+static void
+check_object_end(void *state)
+{
+	((WmJsonCheck *) state)->depth--;
+}
+
+static void
+check_array_start(void *state)
+{
+	WmJsonCheck *c = (WmJsonCheck *) state;
+
+	if (c->depth++ == 0)
+		c->bad = true;
+}
+
+/*
+ * Is this text something jsonb_in accepts without error, and an object?
+ * A cached value is parsed only after this says yes: a value that passed
+ * the CRC check but is still not ours must be a miss, never an ERROR.
+ */
+static bool
+json_is_safe_object(const char *json, size_t len)
+{
+	JsonLexContext *lex;
+	JsonSemAction sem;
+	WmJsonCheck check = {false, 0, false};
+
+	if (memchr(json, '\\', len) != NULL && strstr(json, "\\u") != NULL)
+		return false;
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = &check;
+	sem.scalar = check_scalar;
+	sem.object_start = check_object_start;
+	sem.object_end = check_object_end;
+	sem.array_start = check_array_start;
+	sem.array_end = check_object_end;
+	lex = makeJsonLexContextCstringLen((char *) json, (int) len,
+									   GetDatabaseEncoding(), true);
+	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
+		return false;
+	return !check.bad && check.top_is_object;
+}
+
 /* A cached value, or NULL if it is not one of ours, intact. */
 static Jsonb *
 decode_value(const char *value, size_t len)
@@ -525,6 +602,8 @@ decode_value(const char *value, size_t len)
 	jlen = len - WM_VALUE_HEADER_LEN;
 	snprintf(hex, sizeof(hex), "%08x", value_crc(json, jlen));
 	if (memcmp(hex, value + 4, 8) != 0)
+		return NULL;
+	if (!json_is_safe_object(json, jlen))
 		return NULL;
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
 }

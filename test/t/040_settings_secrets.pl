@@ -1,0 +1,259 @@
+# 040_settings_secrets.pl: the Redis target and password are superuser-only
+# settings, and AUTH works (DESIGN.md section 7, STYLE.md section 7).
+#
+#  - with preload, a plain role can neither read (SHOW, current_setting(),
+#    pg_settings) nor set the Redis settings (42501); range and host-name
+#    violations by a superuser are 22023;
+#  - wm_perf.redis_password_file (0600) authenticates to a Redis started
+#    with --requirepass: cache hits; a wrong or unreadable password gives
+#    exact results and a WARNING with 08001; the password never reaches a
+#    client or the server log;
+#  - without preload, a password in postgresql.conf makes the library log
+#    'wm_perf.redis_password is set but wm_perf is not in
+#    shared_preload_libraries' when a session loads it, and from then on
+#    that session cannot read the setting.
+
+use strict;
+use warnings FATAL => 'all';
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use WmPerfTest;
+
+my $pw = 'wm-secret-' . join('', map { sprintf('%02x', int(rand(256))) } 1 .. 8);
+my @auth = ('-a', $pw, '--no-auth-warning');
+my ($redis_pid, $port) = start_redis(password => $pw);
+like(redis_cli($port, 'PING'), qr/NOAUTH/, 'sanity: Redis requires AUTH');
+
+my $tmp = PostgreSQL::Test::Utils::tempdir();
+my $pwfile = "$tmp/redis_password";
+sub write_pwfile
+{
+	my ($content) = @_;
+	open(my $fh, '>', $pwfile) or die "cannot write $pwfile: $!";
+	print $fh "$content\n";
+	close($fh);
+	chmod(0600, $pwfile) or die "chmod $pwfile: $!";
+	return;
+}
+write_pwfile($pw);
+is(sprintf('%04o', (stat($pwfile))[2] & 07777), '0600', 'password file is 0600');
+
+my $node = PostgreSQL::Test::Cluster->new('secrets');
+$node->init;
+$node->append_conf(
+	'postgresql.conf', qq{
+shared_preload_libraries = 'wm_perf'
+wm_perf.redis_host = '127.0.0.1'
+wm_perf.redis_port = $port
+wm_perf.redis_password_file = '$pwfile'
+wm_perf.redis_connect_timeout = 1000ms
+wm_perf.redis_command_timeout = 1000ms
+wm_perf.redis_backoff = 100ms
+});
+$node->start;
+load_fixture($node, 'app');
+create_plain_functions($node, 'app');
+$node->safe_psql('app', 'CREATE ROLE regress_wm_plain LOGIN');
+
+my $epoch_key = wm_cluster_prefix($node) . ':epoch';
+my $epoch = wait_for_redis_key($port, $epoch_key, sub { $_[0] =~ /^[1-9]\d*$/ }, 10, @auth);
+like($epoch, qr/^[1-9]\d*$/,
+	'the worker authenticated with the password file and bumped the epoch');
+
+# Runs SQL, returns (stdout, stderr); VERBOSITY verbose shows SQLSTATEs.
+sub run_sql
+{
+	my ($sql, @extra) = @_;
+	my ($out, $err) = ('', '');
+	$node->psql(
+		'app', $sql,
+		stdout => \$out,
+		stderr => \$err,
+		extra_params => [ '-v', 'VERBOSITY=verbose', @extra ]);
+	return ($out, $err);
+}
+
+sub route_metrics
+{
+	return $node->safe_psql('app',
+		"SELECT cache_hits, cache_misses, redis_errors FROM wm_perf_metrics
+		  WHERE function_name = 'wm_route_statistics'");
+}
+
+my $exact_sql = q{SELECT (wm_route_statistics() - 'computedAt') = plain_route_stats();};
+
+# ---------------------------------------------------------------------------
+# AUTH through wm_perf.redis_password_file.
+# ---------------------------------------------------------------------------
+$node->safe_psql('app', 'SELECT wm_perf_metrics_reset()');
+is($node->safe_psql('app', "$exact_sql\n$exact_sql"), "t\nt",
+	'password file: reads equal plain SQL');
+is(route_metrics(), '1|1|0', 'password file: a miss, then a hit, no Redis error');
+
+# A wrong password in the file: exact results, WARNING 08001.
+write_pwfile('not-the-password');
+$node->safe_psql('app', 'SELECT wm_perf_metrics_reset()');
+my ($out, $err) = run_sql($exact_sql);
+is($out, 't', 'wrong password: the read is exact');
+like($err, qr/WARNING:\s+08001: wm_perf could not connect to Redis/,
+	'wrong password: WARNING with SQLSTATE 08001');
+unlike($err, qr/not-the-password|\Q$pw\E/, 'wrong password: no password in the message');
+is(route_metrics(), '0|0|1', 'wrong password: no hit, no miss, one Redis error');
+write_pwfile($pw);
+
+# An unreadable password file: same.
+($out, $err) = run_sql("SET wm_perf.redis_password_file = '$tmp/missing';\n$exact_sql");
+is($out, 't', 'missing password file: the read is exact');
+like($err, qr/WARNING:\s+08001: wm_perf could not connect to Redis/,
+	'missing password file: WARNING with SQLSTATE 08001');
+
+# A wrong wm_perf.redis_password (it takes precedence over the file).
+($out, $err) = run_sql("SET wm_perf.redis_password = 'wrong-password-setting';\n$exact_sql");
+is($out, 't', 'wrong wm_perf.redis_password: the read is exact');
+like($err, qr/WARNING:\s+08001: wm_perf could not connect to Redis/,
+	'wrong wm_perf.redis_password: WARNING with SQLSTATE 08001');
+unlike($err, qr/wrong-password-setting/, 'wrong wm_perf.redis_password: not shown');
+
+# The right file again: hits again.
+$node->safe_psql('app', 'SELECT wm_perf_metrics_reset()');
+is($node->safe_psql('app', "$exact_sql\n$exact_sql"), "t\nt",
+	'password file restored: reads equal plain SQL');
+my ($hits) = split /\|/, route_metrics();
+cmp_ok($hits, '>=', 1, 'password file restored: hits again');
+
+# ---------------------------------------------------------------------------
+# wm_perf.redis_password in postgresql.conf, with preload.
+# ---------------------------------------------------------------------------
+# Restart here; a reload is tested at the end.
+$node->append_conf('postgresql.conf', "wm_perf.redis_password = '$pw'");
+$node->restart;
+is(wait_for_redis_key($port, $epoch_key, sub { $_[0] eq $epoch + 1 }, 10, @auth),
+	$epoch + 1, 'after the restart the worker authenticated again (epoch bumped)');
+$node->safe_psql('app', 'SELECT wm_perf_metrics_reset()');
+is($node->safe_psql('app', "$exact_sql\n$exact_sql"), "t\nt",
+	'redis_password setting: reads equal plain SQL');
+($hits) = split /\|/, route_metrics();
+cmp_ok($hits, '>=', 1, 'redis_password setting: AUTH works (hits)');
+
+my @plain = ('-U', 'regress_wm_plain');
+my @secret_settings = qw(wm_perf.redis_password wm_perf.redis_host
+  wm_perf.redis_port wm_perf.redis_password_file wm_perf.redis_user
+  wm_perf.redis_database);
+foreach my $name (@secret_settings)
+{
+	my ($state, $e) = psql_sqlstate($node, 'app', "SHOW $name", extra_params => \@plain);
+	is($state, '42501', "plain role: SHOW $name gives 42501");
+	unlike($e, qr/\Q$pw\E/, "plain role: SHOW $name does not leak the password");
+	($state, $e) = psql_sqlstate($node, 'app', "SELECT current_setting('$name')",
+		extra_params => \@plain);
+	is($state, '42501', "plain role: current_setting('$name') gives 42501");
+	($state) = psql_sqlstate($node, 'app', "SELECT current_setting('$name', true)",
+		extra_params => \@plain);
+	is($state, '42501', "plain role: current_setting('$name', true) gives 42501");
+}
+my $in_list = join(', ', map { "'$_'" } @secret_settings);
+is( $node->safe_psql(
+		'app', "SELECT count(*) FROM pg_settings WHERE name IN ($in_list)",
+		extra_params => \@plain),
+	'0',
+	'plain role: none of the Redis settings is visible in pg_settings');
+($out, $err) = run_sql(
+	"SELECT string_agg(coalesce(setting, '') || coalesce(reset_val, '') || coalesce(boot_val, ''), ',')
+	   FROM pg_settings WHERE name LIKE 'wm\\_perf.%'", @plain);
+unlike($out, qr/\Q$pw\E|127\.0\.0\.1|\b$port\b/,
+	'plain role: no wm_perf.* row of pg_settings shows the password, host or port');
+
+foreach my $set (
+	"SET wm_perf.redis_host = '127.0.0.2'",
+	'SET wm_perf.redis_port = 1234',
+	"SET wm_perf.redis_password = 'x'",
+	"SET wm_perf.redis_password_file = '/tmp/x'",
+	"SELECT set_config('wm_perf.redis_host', '127.0.0.2', false)",
+	'SET wm_perf.cache_ttl = 5')
+{
+	my ($state) = psql_sqlstate($node, 'app', $set, extra_params => \@plain);
+	is($state, '42501', "plain role: $set gives 42501");
+}
+is( $node->safe_psql(
+		'app', "SET wm_perf.cache_enabled = off; SHOW wm_perf.cache_enabled",
+		extra_params => \@plain),
+	'off',
+	'plain role may set wm_perf.cache_enabled (its own reads only)');
+
+foreach my $set ('SET wm_perf.redis_port = 0', 'SET wm_perf.redis_port = 65536',
+	"SET wm_perf.redis_host = 'redis.example.com'")
+{
+	my ($state) = psql_sqlstate($node, 'app', $set);
+	is($state, '22023', "superuser: $set gives 22023");
+}
+
+unlike(slurp_file($node->logfile), qr/\Q$pw\E/,
+	'the Redis password never appears in the server log');
+
+# Rotating the password with a reload: the postmaster's ProcessConfigFile
+# logs 'parameter "wm_perf.redis_password" changed to "<new value>"' at LOG
+# (core PostgreSQL does that for every setting, GUC_SUPERUSER_ONLY or not).
+# DESIGN.md section 7 says the password is never written to logs.
+my $rotated = 'wm-rotated-' . join('', map { sprintf('%02x', int(rand(256))) } 1 .. 8);
+my $log_offset = -s $node->logfile;
+$node->append_conf('postgresql.conf', "wm_perf.redis_password = '$rotated'");
+$node->reload;
+$node->wait_for_log(qr/received SIGHUP, reloading configuration files/, $log_offset);
+# The postmaster logs changed settings right after that line.
+$node->safe_psql('app', 'SELECT pg_sleep(0.2)');
+unlike(slurp_file($node->logfile, $log_offset), qr/\Q$rotated\E/,
+	'a reload that changes wm_perf.redis_password does not log the password');
+$node->stop;
+
+# ---------------------------------------------------------------------------
+# Without preload: a password placeholder.
+#
+# Documented limitation (guc.c, docs): until a session loads wm_perf, an
+# unknown custom setting from postgresql.conf is a placeholder that any role
+# can SHOW.  Hence the LOG line when the library is loaded late, and the
+# advice to use wm_perf.redis_password_file or preload.  What must hold is
+# that once the library is loaded in a session, that session cannot read it.
+# ---------------------------------------------------------------------------
+my $placeholder = 'placeholder-' . join('', map { sprintf('%02x', int(rand(256))) } 1 .. 8);
+my $lazy = PostgreSQL::Test::Cluster->new('secrets_no_preload');
+$lazy->init;
+$lazy->append_conf('postgresql.conf', "wm_perf.redis_password = '$placeholder'");
+$lazy->start;
+$lazy->safe_psql('postgres', 'CREATE DATABASE lazy');
+$lazy->safe_psql('lazy', 'CREATE EXTENSION wm_perf CASCADE; CREATE ROLE regress_wm_plain LOGIN');
+
+my $offset = -s $lazy->logfile;
+my ($state, $lerr) = ('', '');
+{
+	my ($lout) = ('');
+	$lazy->psql(
+		'lazy', "SELECT wm_perf_version() IS NOT NULL;\nSHOW wm_perf.redis_password;",
+		stdout => \$lout,
+		stderr => \$lerr,
+		extra_params => [ '-v', 'VERBOSITY=verbose', '-U', 'regress_wm_plain' ]);
+	$state = $lerr =~ /ERROR:\s+([0-9A-Z]{5}):/ ? $1 : '';
+	is($lout, 't', 'no preload: a plain role loads the library through a wm_perf function');
+	unlike($lout, qr/\Q$placeholder\E/, 'no preload: the password is not shown');
+}
+is($state, '42501',
+	'no preload: once the library is loaded, SHOW wm_perf.redis_password gives 42501');
+unlike($lerr, qr/\Q$placeholder\E/, 'no preload: the error does not show the password');
+ok( $lazy->log_contains(
+		qr/LOG:  wm_perf\.redis_password is set but wm_perf is not in shared_preload_libraries/,
+		$offset),
+	'no preload: the server log says the password is set without preload');
+($state) = psql_sqlstate($lazy, 'lazy',
+	"SELECT wm_perf_version();\nSELECT current_setting('wm_perf.redis_password')",
+	extra_params => [ '-U', 'regress_wm_plain' ]);
+is($state, '42501', 'no preload: current_setting() after loading gives 42501');
+$lazy->stop;
+unlike(slurp_file($lazy->logfile), qr/\Q$placeholder\E/,
+	'no preload: the password never appears in the server log');
+
+stop_redis($redis_pid);
+done_testing();
