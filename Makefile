@@ -40,7 +40,7 @@ endif
 REGRESS = setup attach stats spatial plans invalidation guc errors privileges
 REGRESS_OPTS = --load-extension=postgis --load-extension=btree_gist --load-extension=wm_perf
 
-ISOLATION = invalidation_commit
+ISOLATION = invalidation_commit invalidation_race
 ISOLATION_OPTS = --load-extension=postgis --load-extension=btree_gist --load-extension=wm_perf
 
 TAP_TESTS = 1
