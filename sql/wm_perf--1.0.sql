@@ -110,7 +110,8 @@ CREATE FUNCTION @extschema@._wm_metrics(
 	OUT redis_round_trips bigint, OUT redis_total_ms float8, OUT redis_max_ms float8,
 	OUT invalidations_recorded bigint, OUT invalidations_delivered bigint,
 	OUT invalidations_failed bigint, OUT invalidations_retried bigint,
-	OUT keys_deleted bigint, OUT cluster_wide boolean)
+	OUT keys_deleted bigint, OUT invalidations_pending bigint,
+	OUT cluster_wide boolean)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'wm_perf_metrics'
 LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED SECURITY INVOKER;
@@ -129,7 +130,8 @@ CREATE VIEW @extschema@.wm_perf_metrics AS
 		   CASE WHEN redis_round_trips OPERATOR(pg_catalog.>) 0
 				THEN redis_total_ms OPERATOR(pg_catalog./) redis_round_trips END AS avg_redis_ms,
 		   redis_max_ms, invalidations_recorded, invalidations_delivered,
-		   invalidations_failed, invalidations_retried, keys_deleted, cluster_wide
+		   invalidations_failed, invalidations_retried, keys_deleted,
+		   invalidations_pending, cluster_wide
 	FROM @extschema@._wm_metrics();
 REVOKE ALL ON @extschema@.wm_perf_metrics FROM PUBLIC;
 COMMENT ON VIEW @extschema@.wm_perf_metrics IS
@@ -650,8 +652,13 @@ BEGIN
 	FOR mv IN
 		SELECT c.oid::regclass::text
 		  FROM pg_catalog.pg_class c
-		 WHERE c.relnamespace OPERATOR(pg_catalog.=) '@extschema@'::regnamespace
-		   AND c.relkind OPERATOR(pg_catalog.=) 'm'
+		  JOIN pg_catalog.pg_depend d
+			ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+		   AND d.objid OPERATOR(pg_catalog.=) c.oid
+		   AND d.deptype OPERATOR(pg_catalog.=) 'e'
+		   AND d.refobjid OPERATOR(pg_catalog.=) (SELECT e.oid FROM pg_catalog.pg_extension e
+												   WHERE e.extname OPERATOR(pg_catalog.=) 'wm_perf')
+		 WHERE c.relkind OPERATOR(pg_catalog.=) 'm'
 	LOOP
 		EXECUTE pg_catalog.format('ALTER EXTENSION wm_perf DROP MATERIALIZED VIEW %s', mv);
 	END LOOP;

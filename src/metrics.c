@@ -106,8 +106,8 @@ wm_perf_metrics(PG_FUNCTION_ARGS)
 
 	for (k = 0; k < WM_METRIC_KIND_COUNT; k++)
 	{
-		Datum		values[18];
-		bool		nulls[18] = {0};
+		Datum		values[19];
+		bool		nulls[19] = {0};
 		int			n = 0;
 
 #define C(counter) wm_metrics_get((WmMetricKind) k, counter)
@@ -128,6 +128,7 @@ wm_perf_metrics(PG_FUNCTION_ARGS)
 		values[n++] = Int64GetDatum(C(WM_COUNTER_INV_FAILED));
 		values[n++] = Int64GetDatum(C(WM_COUNTER_INV_RETRIED));
 		values[n++] = Int64GetDatum(C(WM_COUNTER_KEYS_DELETED));
+		values[n++] = Int64GetDatum(k == WM_METRIC_INVALIDATION ? wm_shmem_pending() : 0);
 		values[n++] = BoolGetDatum(wm_shmem_counters() != NULL);
 #undef C
 		Assert(n == lengthof(values));

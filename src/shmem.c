@@ -110,31 +110,65 @@ wm_shmem_counters(void)
 }
 
 /*
- * May a reader use the cache for this scope?  Always true without preload
- * (no shared state: the documented TTL-bounded limitation applies).
+ * State of one scope: WM_DIRTY_NONE (usable), WM_DIRTY_SCOPE (a commit's
+ * invalidation is pending; *seq tells which, for wm_shmem_clear_scope) or
+ * WM_DIRTY_ALL (epoch pending or overflow: only the worker can help).
  */
-bool
-wm_shmem_cache_usable(Oid dboid, WmScope scope)
+WmDirtyState
+wm_shmem_scope_state(Oid dboid, WmScope scope, uint64 *seq)
 {
-	bool		usable = true;
+	WmDirtyState st = WM_DIRTY_NONE;
 	int			i;
 
+	*seq = 0;
 	if (shared == NULL)
-		return true;
+		return WM_DIRTY_NONE;
 	if (pg_atomic_read_u32(&shared->epoch_delivered) == 0)
-		return false;
+		return WM_DIRTY_ALL;
 	if (pg_atomic_read_u32(&shared->ndirty_hint) == 0)
-		return true;
+		return WM_DIRTY_NONE;
 
 	SpinLockAcquire(&shared->mutex);
 	if (shared->overflow_seq != 0)
-		usable = false;
-	for (i = 0; usable && i < shared->ndirty; i++)
+		st = WM_DIRTY_ALL;
+	for (i = 0; st == WM_DIRTY_NONE && i < shared->ndirty; i++)
+	{
 		if (shared->dirty[i].dboid == dboid &&
 			(shared->dirty[i].scope_mask & (1 << scope)) != 0)
-			usable = false;
+		{
+			st = WM_DIRTY_SCOPE;
+			*seq = shared->dirty[i].seq;
+		}
+	}
 	SpinLockRelease(&shared->mutex);
-	return usable;
+	return st;
+}
+
+/*
+ * A reader delivered the scope's invalidation itself: clear its bit, unless
+ * the entry was marked again after 'seq'.
+ */
+void
+wm_shmem_clear_scope(Oid dboid, WmScope scope, uint64 seq)
+{
+	int			i;
+
+	SpinLockAcquire(&shared->mutex);
+	for (i = 0; i < shared->ndirty; i++)
+	{
+		if (shared->dirty[i].dboid != dboid || shared->dirty[i].seq > seq)
+			continue;
+		shared->dirty[i].scope_mask &= ~(1 << scope);
+		if (shared->dirty[i].scope_mask == 0)
+		{
+			shared->dirty[i] = shared->dirty[shared->ndirty - 1];
+			shared->ndirty--;
+		}
+		break;
+	}
+	if (shared->ndirty == 0 && shared->overflow_seq == 0)
+		pg_atomic_write_u32(&shared->ndirty_hint, 0);
+	SpinLockRelease(&shared->mutex);
 }
 
 /*
@@ -240,6 +274,22 @@ wm_shmem_epoch_done(uint64 seq)
 		pg_atomic_write_u32(&shared->ndirty_hint, 0);
 	SpinLockRelease(&shared->mutex);
 	pg_atomic_write_u32(&shared->epoch_delivered, 1);
+}
+
+/* Databases with undelivered scopes, +1 while the epoch is pending. */
+int
+wm_shmem_pending(void)
+{
+	int			n;
+
+	if (shared == NULL)
+		return 0;
+	SpinLockAcquire(&shared->mutex);
+	n = shared->ndirty + (shared->overflow_seq != 0 ? 1 : 0);
+	SpinLockRelease(&shared->mutex);
+	if (pg_atomic_read_u32(&shared->epoch_delivered) == 0)
+		n++;
+	return n;
 }
 
 void

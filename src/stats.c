@@ -465,6 +465,37 @@ compute_bin_statistics(pg_uuid_t *customer)
 }
 
 /*
+ * With shared_preload_libraries, a commit only marks its scopes dirty and
+ * wakes the worker.  A reader that finds its scope dirty delivers the
+ * invalidation itself (one round trip, before its lookup) rather than
+ * bypassing the cache until the worker gets there.  False: bypass.
+ */
+static bool
+deliver_pending_scope(WmScope scope)
+{
+	uint64		seq;
+	char		key[WM_MAX_KEY_LEN];
+	char	   *keyp = key;
+	long		unlinked;
+
+	switch (wm_shmem_scope_state(MyDatabaseId, scope, &seq))
+	{
+		case WM_DIRTY_NONE:
+			return true;
+		case WM_DIRTY_ALL:
+			return false;
+		case WM_DIRTY_SCOPE:
+			break;
+	}
+	wm_key_generation(key, sizeof(key), MyDatabaseId, scope);
+	if (wm_redis_deliver(1, &keyp, 0, NULL, &unlinked) != WM_REDIS_OK)
+		return false;
+	wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_DELIVERED, 1);
+	wm_shmem_clear_scope(MyDatabaseId, scope, seq);
+	return true;
+}
+
+/*
  * May this call use the cache?  Returns false (bypass: compute, do not
  * store) for every case in which a cached value could be wrong for this
  * caller or a computed one wrong for others.
@@ -493,7 +524,7 @@ cache_usable(WmScope scope, const WmTable *tables, int ntables)
 		if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
 			return false;
 	}
-	if (!wm_shmem_cache_usable(MyDatabaseId, scope))
+	if (!deliver_pending_scope(scope))
 		return false;
 	if (wm_xact_scope_undelivered(scope))
 		return false;

@@ -112,12 +112,20 @@ struct Latch;
 extern void wm_shmem_init(void);
 extern bool wm_shmem_available(void);
 extern pg_atomic_uint64 *wm_shmem_counters(void);
-extern bool wm_shmem_cache_usable(Oid dboid, WmScope scope);
+typedef enum WmDirtyState
+{
+	WM_DIRTY_NONE = 0,
+	WM_DIRTY_SCOPE,
+	WM_DIRTY_ALL
+} WmDirtyState;
+extern WmDirtyState wm_shmem_scope_state(Oid dboid, WmScope scope, uint64 *seq);
+extern void wm_shmem_clear_scope(Oid dboid, WmScope scope, uint64 seq);
 extern bool wm_shmem_mark_dirty(Oid dboid, int scope_mask);
 extern int	wm_shmem_snapshot_dirty(WmDirtyEntry *out, bool *need_epoch, uint64 *upto);
 extern void wm_shmem_clear_dirty(Oid dboid, uint64 seq);
 extern void wm_shmem_epoch_done(uint64 seq);
 extern void wm_shmem_set_worker_latch(struct Latch *latch);
+extern int	wm_shmem_pending(void);
 
 /* worker.c */
 extern void wm_worker_register(void);

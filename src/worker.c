@@ -29,6 +29,13 @@
 
 #define WM_WORKER_IDLE_MS 10000
 
+/*
+ * After a wake-up, wait this long before delivering: commits that arrive
+ * meanwhile share one round trip, and readers that need a scope sooner
+ * deliver it themselves (stats.c).
+ */
+#define WM_WORKER_COALESCE_US 2000
+
 void
 wm_worker_register(void)
 {
@@ -43,6 +50,25 @@ wm_worker_register(void)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "wm_perf worker");
 	snprintf(worker.bgw_type, BGW_MAXLEN, "wm_perf worker");
 	RegisterBackgroundWorker(&worker);
+}
+
+/* Did the previous delivery attempt fail? Then a success is a retry. */
+static bool last_attempt_failed = false;
+
+static void
+count_success(int scopes)
+{
+	wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_DELIVERED, scopes);
+	if (last_attempt_failed)
+		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_RETRIED, scopes);
+	last_attempt_failed = false;
+}
+
+static void
+count_failure(int scopes)
+{
+	wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_FAILED, Max(scopes, 1));
+	last_attempt_failed = true;
 }
 
 /* One pass over the pending work; true when nothing is left. */
@@ -72,9 +98,12 @@ deliver_pending(void)
 		/* One INCR makes every value stored before it unreachable. */
 		wm_key_epoch(key, sizeof(key));
 		if (wm_redis_deliver(1, &keyp, 0, NULL, &unlinked) != WM_REDIS_OK)
+		{
+			count_failure(n);
 			return false;
+		}
+		count_success(n);
 		wm_shmem_epoch_done(upto);
-		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_RETRIED, n);
 		return true;
 	}
 
@@ -95,11 +124,12 @@ deliver_pending(void)
 		}
 		if (wm_redis_deliver(nkeys, keyp, 0, NULL, &unlinked) != WM_REDIS_OK)
 		{
+			count_failure(nkeys);
 			done = false;
 			break;
 		}
+		count_success(nkeys);
 		wm_shmem_clear_dirty(entries[i].dboid, entries[i].seq);
-		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_RETRIED, nkeys);
 	}
 	return done;
 }
@@ -128,9 +158,8 @@ wm_worker_main(Datum main_arg)
 			wm_redis_reset_backoff();
 		}
 
-		pgstat_report_activity(STATE_RUNNING, "delivering invalidations");
+		pg_usleep(WM_WORKER_COALESCE_US);
 		idle = deliver_pending();
-		pgstat_report_activity(STATE_IDLE, NULL);
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

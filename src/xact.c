@@ -11,12 +11,11 @@
  * ERROR still aborts cleanly, the Redis commands are built in
  * delivery_context.  At XACT_EVENT_COMMIT the transaction is durable and
  * visible: one pipelined round trip INCRs each touched scope's generation
- * and UNLINKs the application keys.  Nothing there may raise an ERROR or
- * palloc; a failure is a rate-limited WARNING, after which, with
- * shared_preload_libraries, the scopes are marked dirty in shared memory
- * for the worker (readers bypass them until delivered), and without it this
- * backend remembers them, bypasses them itself and retries later (other
- * backends: bounded by wm_perf.cache_ttl, see docs/architecture.md).
+ * and UNLINKs the application keys.  With shared_preload_libraries the
+ * scopes go to the worker instead (see deliver()).  Nothing there may raise
+ * an ERROR or palloc; a failure is a rate-limited WARNING, after which this
+ * backend remembers the scopes, bypasses them itself and retries later
+ * (other backends: bounded by wm_perf.cache_ttl, see docs/architecture.md).
  *
  * PREPARE TRANSACTION with pending invalidations is refused (0A000): the
  * COMMIT PREPARED may run in another backend, where nothing would deliver.
@@ -286,13 +285,22 @@ prepare_delivery(void)
 	MemoryContextSwitchTo(oldcxt);
 }
 
-/* COMMIT: deliver.  No ERROR, no palloc. */
+/*
+ * COMMIT: deliver.  No ERROR, no palloc.
+ *
+ * With shared_preload_libraries the scopes are handed to the worker: the
+ * dirty flag is set in shared memory (readers bypass the scope from this
+ * moment until the worker has bumped its generation) and the worker's latch
+ * is set; the commit pays no network round trip.  Without preload, this
+ * backend sends the bump itself.  Application keys are always deleted here.
+ */
 static void
 deliver(void)
 {
-	WmRedisStatus st;
+	WmRedisStatus st = WM_REDIS_OK;
 	long		unlinked = 0;
 	long		matched;
+	int			nbump = n_incr;
 	int			i;
 	int			s;
 	bool		failed = false;
@@ -300,7 +308,15 @@ deliver(void)
 	if (n_incr + n_unlink + n_patterns == 0)
 		return;
 
-	st = wm_redis_deliver(n_incr, incr_keys, n_unlink, unlink_keys, &unlinked);
+	/* No Redis for this session nor in the server's configuration. */
+	if (!wm_redis_configured() && !redis_configured_for_server)
+		return;
+
+	if (n_incr > 0 && wm_shmem_mark_dirty(MyDatabaseId, delivery_scope_mask))
+		nbump = 0;				/* the worker delivers the scopes */
+
+	if (nbump + n_unlink > 0)
+		st = wm_redis_deliver(nbump, incr_keys, n_unlink, unlink_keys, &unlinked);
 	if (st == WM_REDIS_OK)
 	{
 		for (i = 0; i < n_patterns; i++)
@@ -310,27 +326,18 @@ deliver(void)
 				failed = true;
 			unlinked += matched;
 		}
-		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_DELIVERED, n_incr);
+		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_DELIVERED, nbump);
 		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_KEYS_DELETED, unlinked);
 		if (failed)
 			wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_FAILED, 1);
 		return;
 	}
 
-	/*
-	 * Not delivered.  With no Redis configured for this session nor in the
-	 * server's configuration (the reset value), no cache exists to be stale.
-	 */
-	if (st == WM_REDIS_DISABLED && !redis_configured_for_server)
-		return;
-
-	wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_FAILED, n_incr);
-	if (!wm_shmem_mark_dirty(MyDatabaseId, delivery_scope_mask))
-	{
-		for (s = 0; s < WM_SCOPE_COUNT; s++)
-			if ((delivery_scope_mask & (1 << s)) != 0)
-				undelivered_mask |= 1 << s;
-	}
+	/* Not delivered (keys, or scopes without preload). */
+	wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_FAILED, Max(nbump, 1));
+	for (s = 0; s < WM_SCOPE_COUNT && nbump > 0; s++)
+		if ((delivery_scope_mask & (1 << s)) != 0)
+			undelivered_mask |= 1 << s;
 }
 
 static void
