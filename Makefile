@@ -35,6 +35,8 @@ PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 ifeq ($(WERROR),1)
 PG_CFLAGS += -Werror
 endif
+# e.g. -DUSE_ASSERT_CHECKING, which `make test` builds with.
+PG_CFLAGS += $(WM_EXTRA_CFLAGS)
 
 # pg_regress does not CASCADE: load the requirements explicitly.
 REGRESS = setup attach stats spatial plans invalidation guc errors privileges

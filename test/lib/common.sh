@@ -33,11 +33,12 @@ wm_install_deps() {
     fi
 }
 
+# wm_build_install [extra CFLAGS]
 wm_build_install() {
-    log "building wm_perf (-Werror) and installing it"
+    log "building wm_perf (-Werror ${1:-}) and installing it"
     make -C "$WM_SRC" -s PG_CONFIG=$PG_CONFIG WERROR=1 clean >/dev/null
-    make -C "$WM_SRC" -s PG_CONFIG=$PG_CONFIG WERROR=1
-    make -C "$WM_SRC" -s PG_CONFIG=$PG_CONFIG install >/dev/null
+    make -C "$WM_SRC" -s PG_CONFIG=$PG_CONFIG WERROR=1 WM_EXTRA_CFLAGS="${1:-}"
+    make -C "$WM_SRC" -s PG_CONFIG=$PG_CONFIG WM_EXTRA_CFLAGS="${1:-}" install >/dev/null
 }
 
 wm_free_port() {

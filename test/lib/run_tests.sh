@@ -22,7 +22,8 @@ count_pg_regress() {
 make_list() { sed -n "s/^$1 = //p" "$WM_SRC/Makefile"; }
 
 wm_install_deps
-wm_build_install
+# Assertions on, as pgvector's CI does against stock server packages.
+wm_build_install -DUSE_ASSERT_CHECKING
 wm_make_tmp
 wm_start_redis
 wm_start_pg
