@@ -35,16 +35,19 @@ run() {
     local lat
     lat=$(echo "$out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')
     TPS["$name/$clients"]=$tps
-    printf '%-34s clients=%d  tps=%10s  latency=%8s ms\n' "$name" "$clients" "$tps" "$lat"
+    printf '%-34s clients=%d  tps=%12s  latency=%9s ms\n' "$name" "$clients" "$tps" "$lat"
 }
 ratio() { # ratio A B: latency(A)/latency(B) = tps(B)/tps(A)
-    awk -v a="${TPS[$1]}" -v b="${TPS[$2]}" 'BEGIN { if (a > 0) printf "%.3f", b / a; else print "n/a" }'
+    awk -v a="${TPS[$1]}" -v b="${TPS[$2]}" 'BEGIN { if (a > 0) printf "%.4g", b / a; else print "n/a" }'
 }
 
 log "statistics: plain SQL vs matview vs wm_perf hit / miss"
+# The fairest matview baseline: the finished statistics in a one-row matview.
+psql -X -q -d bench -c "CREATE MATERIALIZED VIEW bench_bin_stats_json AS SELECT wm_bin_statistics() AS s"
 for c in 1 2; do
     run plain_bin_stats "$c" "$BENCH/plain_bin_stats.sql"
     run matview_bin_stats "$c" "$BENCH/matview_bin_stats.sql"
+    run matview_json "$c" "$BENCH/matview_json.sql"
     run select_1 "$c" "$BENCH/select_1.sql"
     run wm_bin_stats_hit "$c" "$BENCH/wm_bin_stats_hit.sql"
     run wm_bin_stats_miss "$c" "$BENCH/wm_bin_stats_miss.sql"
@@ -53,7 +56,8 @@ for c in 1 2; do
     run wm_route_stats_hit "$c" "$BENCH/wm_route_stats_hit.sql"
 done
 for c in 1 2; do
-    echo "clients=$c: bin hit / matview read = $(ratio wm_bin_stats_hit/$c matview_bin_stats/$c)x latency;" \
+    echo "clients=$c: bin hit / one-row matview read = $(ratio wm_bin_stats_hit/$c matview_json/$c)x latency;" \
+         "bin hit / aggregating mv_bin_statistics = $(ratio wm_bin_stats_hit/$c matview_bin_stats/$c)x;" \
          "hit vs plain recomputation = $(ratio plain_bin_stats/$c wm_bin_stats_hit/$c)x faster;" \
          "miss / plain = $(ratio wm_bin_stats_miss/$c plain_bin_stats/$c)x;" \
          "no-cache / plain = $(ratio wm_bin_stats_no_cache/$c plain_bin_stats/$c)x;" \
@@ -72,6 +76,44 @@ for c in 1 2; do
     echo "clients=$c: wm_perf write cost = $(ratio writes_wm_perf/$c writes_no_trigger/$c)x latency of no trigger;" \
          "pg_notify = $(ratio writes_pg_notify/$c writes_no_trigger/$c)x"
 done
+
+log "radius lookups: wm_perf vs plain KNN vs filter-then-sort vs the application's query"
+psql -X -q -d bench -f "$BENCH/spatial_setup.sql" >/dev/null
+for r in 0.5 1 2 10; do
+    for c in 1 2; do
+        run "radius_wm_r$r" "$c" "$BENCH/radius_wm.sql" -D r=$r
+        run "radius_knn_r$r" "$c" "$BENCH/radius_knn.sql" -D r=$r
+        run "radius_sort_r$r" "$c" "$BENCH/radius_sort.sql" -D r=$r
+        echo "r=$r km clients=$c: wm / plain KNN = $(ratio radius_wm_r$r/$c radius_knn_r$r/$c)x latency;" \
+             "filter-then-sort / wm = $(ratio radius_sort_r$r/$c radius_wm_r$r/$c)x"
+    done
+done
+# The application's own query cannot use an index: a short run at 2 km.
+SECS_SAVED=$SECS; SECS=$(( SECS < 10 ? SECS : 10 ))
+run radius_app_r2 1 "$BENCH/radius_app.sql" -D r=2
+SECS=$SECS_SAVED
+echo "application query / wm at 2 km = $(ratio radius_app_r2/1 radius_wm_r2/1)x"
+# A full (non-partial) GiST index, for comparison with the partial one.
+psql -X -q -d bench -c "CREATE INDEX bench_full_gist ON core.bins USING gist ((location::geography))" \
+     -c "DROP INDEX core.bins_location_active_gist_idx" -c "ANALYZE core.bins"
+run radius_knn_full_r2 1 "$BENCH/radius_knn.sql" -D r=2
+echo "plain KNN on a full GiST / on the partial GiST at 2 km = $(ratio radius_knn_full_r2/1 radius_knn_r2/1)x"
+psql -X -q -d bench -c "DROP INDEX core.bench_full_gist" -c "SELECT count(*) FROM wm_perf_attach()" >/dev/null
+log "exactness: plain KNN vs the exact nearest (360 samples)"
+psql -X -d bench -f "$BENCH/radius_exactness.sql"
+echo "p50/p99 of wm_bins_within_radius at 10 km, 2 clients:"
+pgbench -n -d bench -c 2 -j 2 -T "$SECS" -D nbins="$NBINS" -D r=10 -f "$BENCH/radius_wm.sql" -l --log-prefix="$WM_TMP/wmlat" >/dev/null 2>&1
+cat "$WM_TMP"/wmlat.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "p50 = %.3f ms, p99 = %.3f ms (n = %d)\n", a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000, NR}'
+
+log "writes without shared_preload_libraries (commit-time round trip)"
+psql -X -q -d postgres -c "ALTER SYSTEM SET shared_preload_libraries = ''"
+as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -l "$WM_TMP/postgres.log" -w restart >/dev/null
+for c in 1 2; do
+    run writes_wm_perf_no_preload "$c" "$BENCH/writes.sql"
+    echo "clients=$c: wm_perf without preload = $(ratio writes_wm_perf_no_preload/$c writes_no_trigger/$c)x latency of no trigger"
+done
+psql -X -q -d postgres -c "ALTER SYSTEM RESET shared_preload_libraries"
+as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -l "$WM_TMP/postgres.log" -w restart >/dev/null
 
 log "95/5 read/write mix: hit ratio and stale reads"
 psql -X -q -d bench -c "SELECT wm_perf_metrics_reset()" >/dev/null

@@ -1,0 +1,1 @@
+SELECT s FROM bench_bin_stats_json;
