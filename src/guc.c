@@ -262,7 +262,7 @@ wm_guc_init(void)
 
 	DefineCustomIntVariable("wm_perf.slow_spatial_threshold",
 							gettext_noop("Sets the duration above which radius lookups are logged and counted as slow."),
-							gettext_noop("-1 disables the logging; slow calls are still counted."),
+							gettext_noop("-1 disables the logging and the slow-call count; calls and their times are always counted."),
 							&wm_guc_slow_spatial_threshold,
 							100, -1, INT_MAX,
 							PGC_SUSET,
