@@ -27,7 +27,8 @@ CREATE TEMP TABLE pick AS
 	SELECT id FROM core.routes WHERE deleted_at IS NULL AND status = 'active'
 	 ORDER BY route_number COLLATE "C" LIMIT 1;
 
-SELECT * FROM regress_inv();
+-- Wait for what earlier tests left pending, then start from zero.
+SELECT count(*) AS drained FROM regress_inv();
 SELECT wm_perf_metrics_reset();
 UPDATE regress_last SET delivered = 0;
 SELECT wm_route_statistics() -> 'byStatus' -> 'active' AS active_before;

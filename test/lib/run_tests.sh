@@ -7,8 +7,33 @@ PASSED=0
 FAILED=0
 FAILURES=()
 
-pass() { PASSED=$((PASSED + 1)); }
-fail() { FAILED=$((FAILED + 1)); FAILURES+=("$1"); }
+pass() { PASSED=$((PASSED + ${2:-1})); }
+fail() { FAILED=$((FAILED + ${2:-1})); FAILURES+=("$1"); }
+
+# count_tap NAME RC LOGFILE: one result per TAP assertion (prove/pg_prove
+# summary); a file that failed without a countable assertion counts once.
+count_tap() {
+    local name=$1 rc=$2 out=$3 total failed
+    total=$(sed -n 's/.*Tests=\([0-9]*\),.*/\1/p' "$out" | tail -1)
+    failed=$(sed -n 's/.*Failed \([0-9]*\)\/[0-9]* subtests.*/\1/p' "$out" | tail -1)
+    total=${total:-0}
+    failed=${failed:-0}
+    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+    [ "$total" -gt "$failed" ] && pass "$name" $((total - failed))
+    [ "$failed" -gt 0 ] && fail "$name" "$failed"
+    return 0
+}
+
+# count_lines NAME RC LOGFILE: "ok - ..." / "not ok - ..." lines of a script.
+count_lines() {
+    local name=$1 rc=$2 out=$3 oks bad
+    oks=$(grep -c '^ok - ' "$out" || true)
+    bad=$(grep -c '^not ok - ' "$out" || true)
+    if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
+    [ "$oks" -gt 0 ] && pass "$name" "$oks"
+    [ "$bad" -gt 0 ] && fail "$name" "$bad"
+    return 0
+}
 
 # count_pg_regress SUITE LOGFILE TEST...: every listed test that pg_regress
 # did not report "ok" (failed, or never ran) counts as failed.
@@ -52,23 +77,31 @@ log "pgTAP"
 wm_load_fixture wm_pgtap 0.002
 psql -X -q -d wm_pgtap -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION wm_perf CASCADE" >/dev/null 2>&1
 for f in "$WM_SRC"/test/pgtap/*.sql; do
-    if pg_prove -h "$PGHOST" -p "$PGPORT" -U postgres -d wm_pgtap "$f"; then pass; else fail "pgtap/$(basename "$f")"; fi
+    rc=0
+    pg_prove -h "$PGHOST" -p "$PGPORT" -U postgres -d wm_pgtap "$f" >"$WM_TMP/suite.log" 2>&1 || rc=$?
+    cat "$WM_TMP/suite.log"
+    count_tap "pgtap/$(basename "$f")" "$rc" "$WM_TMP/suite.log"
 done
 
 log "TAP (PostgreSQL::Test::Cluster)"
 for f in "$WM_TMP"/src/test/t/*.pl; do
     rel=test/t/$(basename "$f")
-    if as_pg env REDIS_SERVER=$(command -v redis-server) make -C "$WM_TMP/src" -s PG_CONFIG=$PG_CONFIG tapcheck PROVE_TESTS="$rel" PROVE_FLAGS=-v; then
-        pass
-    else
-        fail "$rel"
-        cat "$WM_TMP"/src/tmp_check/log/regress_log_* 2>/dev/null | tail -50 || true
+    rc=0
+    as_pg env REDIS_SERVER="$(command -v redis-server)" make -C "$WM_TMP/src" -s PG_CONFIG=$PG_CONFIG \
+        tapcheck PROVE_TESTS="$rel" >"$WM_TMP/suite.log" 2>&1 || rc=$?
+    cat "$WM_TMP/suite.log"
+    count_tap "$rel" "$rc" "$WM_TMP/suite.log"
+    if [ "$rc" -ne 0 ]; then
+        tail -50 "$WM_TMP"/src/tmp_check/log/regress_log_* 2>/dev/null || true
     fi
 done
 
 log "integration"
 for f in "$WM_SRC"/test/integration/*.sh; do
-    if env $PGENV WM_SRC="$WM_SRC" WM_TMP="$WM_TMP" bash "$f"; then pass; else fail "integration/$(basename "$f")"; fi
+    rc=0
+    env $PGENV WM_SRC="$WM_SRC" WM_TMP="$WM_TMP" bash "$f" >"$WM_TMP/suite.log" 2>&1 || rc=$?
+    cat "$WM_TMP/suite.log"
+    count_lines "integration/$(basename "$f")" "$rc" "$WM_TMP/suite.log"
 done
 
 echo
