@@ -51,27 +51,37 @@ uint64		wm_guc_redis_target_generation = 0;
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
 /*
- * Core logs "parameter ... changed to ..." on reload, and log_statement may
- * log a SET: redact any log message that names the password setting, so
- * that the password never reaches the server log.  (It is installed in every
- * process that loads wm_perf, the postmaster too with preload.)
+ * Keep the password out of the server log: core logs "parameter ...
+ * changed to ..." on reload, and log_statement / log_min_duration_statement
+ * may log a SET naming it.  Only those messages are rewritten (the hook also
+ * shapes what a client receives, so other errors keep their text); any
+ * other message raised while such a statement runs is logged without the
+ * statement.  Installed in every process that loads wm_perf, so with
+ * shared_preload_libraries also in the postmaster, which logs reloads.
  */
 static void
 redact_password(ErrorData *edata)
 {
-	if ((edata->message && strstr(edata->message, "redis_password") != NULL &&
-		 strstr(edata->message, "redis_password_file") == NULL) ||
-		(debug_query_string && strstr(debug_query_string, "redis_password") != NULL))
+	static const char *const changed = "parameter \"wm_perf.redis_password\" changed to";
+	bool		in_statement = debug_query_string != NULL &&
+		strstr(debug_query_string, "redis_password") != NULL &&
+		strstr(debug_query_string, "redis_password_file") == NULL;
+
+	if (edata->message != NULL &&
+		(strncmp(edata->message, changed, strlen(changed)) == 0 ||
+		 (in_statement && (strncmp(edata->message, "statement: ", 11) == 0 ||
+						   strncmp(edata->message, "duration: ", 10) == 0 ||
+						   strncmp(edata->message, "execute ", 8) == 0))))
 	{
 		MemoryContext old = MemoryContextSwitchTo(ErrorContext);
 
-		if (edata->message && strstr(edata->message, "redis_password") != NULL)
-			edata->message = pstrdup("(message about wm_perf.redis_password redacted by wm_perf)");
+		edata->message = pstrdup("(message naming wm_perf.redis_password redacted by wm_perf)");
 		edata->detail = NULL;
 		edata->detail_log = NULL;
-		edata->hide_stmt = true;
 		MemoryContextSwitchTo(old);
 	}
+	if (in_statement)
+		edata->hide_stmt = true;
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
 }

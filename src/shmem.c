@@ -12,14 +12,18 @@
  *	- ndirty_hint and epoch_delivered are atomics readers test without the
  *	  lock; a reader that sees a non-zero hint takes the lock to look.
  *
- * Protocol: a backend whose commit could not deliver an invalidation marks
- * (database, scopes) dirty here and sets the worker's latch.  Readers bypass
- * the cache for a dirty scope.  The worker delivers and clears an entry
- * only if nothing marked it again meanwhile (seq).  A fresh shared memory
- * segment (first start or crash restart) starts with epoch_delivered false:
- * every scope of every database is dirty until the worker has bumped the
- * global epoch key in Redis, which makes every older cached value
- * unreachable.  When dirty[] is full, overflow forces the same epoch bump.
+ * Protocol: a commit that changed a scope marks (database, scopes) dirty
+ * here and sets the worker's latch; it does no network I/O.  The worker
+ * bumps the generations in Redis a little later (coalescing commits) and
+ * clears an entry only if nothing marked it again meanwhile (seq).  A
+ * reader that finds its scope dirty bumps the generation itself and clears
+ * the scope's bit under the same seq rule (wm_shmem_clear_scope), so it
+ * never has to wait for the worker.  A fresh shared memory segment (first
+ * start or crash restart) starts with epoch_delivered false: every scope of
+ * every database is treated as dirty, and readers bypass the cache, until
+ * the worker has bumped the global epoch key, which makes every older
+ * cached value unreachable.  When dirty[] is full, overflow forces the same
+ * epoch bump.
  *
  *-------------------------------------------------------------------------
  */

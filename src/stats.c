@@ -3,7 +3,7 @@
  * stats.c
  *	  wm_route_statistics() and wm_bin_statistics(): cache or compute.
  *
- * Read path (DESIGN.md section 5):
+ * Read path (the cache protocol of docs/architecture.md):
  *	1. decide whether the cache may be used at all: Redis configured,
  *	   wm_perf.cache_enabled, READ COMMITTED (a REPEATABLE READ or
  *	   SERIALIZABLE snapshot predates the generation read), no change of the
@@ -489,7 +489,10 @@ deliver_pending_scope(WmScope scope)
 	}
 	wm_key_generation(key, sizeof(key), MyDatabaseId, scope);
 	if (wm_redis_deliver(1, &keyp, 0, NULL, &unlinked) != WM_REDIS_OK)
+	{
+		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_FAILED, 1);
 		return false;
+	}
 	wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_DELIVERED, 1);
 	wm_shmem_clear_scope(MyDatabaseId, scope, seq);
 	return true;

@@ -99,10 +99,10 @@ deliver_pending(void)
 		wm_key_epoch(key, sizeof(key));
 		if (wm_redis_deliver(1, &keyp, 0, NULL, &unlinked) != WM_REDIS_OK)
 		{
-			count_failure(n);
+			count_failure(1);
 			return false;
 		}
-		count_success(n);
+		count_success(1);
 		wm_shmem_epoch_done(upto);
 		return true;
 	}

@@ -191,6 +191,7 @@ wm_xact_scope_undelivered(WmScope scope)
 		if (wm_redis_deliver(1, &keyp, 0, NULL, &unlinked) == WM_REDIS_OK)
 		{
 			undelivered_mask &= ~(1 << scope);
+			wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_DELIVERED, 1);
 			wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_RETRIED, 1);
 		}
 	}
