@@ -106,13 +106,13 @@ pgbench -n -d bench -c 2 -j 2 -T "$SECS" -D nbins="$NBINS" -D r=10 -f "$BENCH/ra
 cat "$WM_TMP"/wmlat.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "p50 = %.3f ms, p99 = %.3f ms (n = %d)\n", a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000, NR}'
 
 log "writes without shared_preload_libraries (commit-time round trip)"
-psql -X -q -d postgres -c "ALTER SYSTEM SET shared_preload_libraries = ''"
+sed -i "s/^shared_preload_libraries = 'wm_perf'/#&/" "$WM_TMP/pgdata/postgresql.conf"
 as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -l "$WM_TMP/postgres.log" -w restart >/dev/null
 for c in 1 2; do
     run writes_wm_perf_no_preload "$c" "$BENCH/writes.sql"
     echo "clients=$c: wm_perf without preload = $(ratio writes_wm_perf_no_preload/$c writes_no_trigger/$c)x latency of no trigger"
 done
-psql -X -q -d postgres -c "ALTER SYSTEM RESET shared_preload_libraries"
+sed -i "s/^#\(shared_preload_libraries = 'wm_perf'\)/\1/" "$WM_TMP/pgdata/postgresql.conf"
 as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -l "$WM_TMP/postgres.log" -w restart >/dev/null
 
 log "95/5 read/write mix: hit ratio and stale reads"

@@ -2,7 +2,7 @@
 SELECT regress_error($$SELECT wm_cache_flush('everything')$$);
 SELECT regress_error($$SELECT wm_invalidate_cache()$$);
 CREATE TABLE regress_t (id int);
--- An AFTER row trigger is accepted (it is the logical-replication path).
+-- A trigger on a table that is not the attached one is refused.
 CREATE TRIGGER regress_row AFTER INSERT ON regress_t FOR EACH ROW
 	EXECUTE FUNCTION wm_invalidate_cache('routes');
 SELECT regress_error('INSERT INTO regress_t VALUES (1)');

@@ -6,16 +6,21 @@ SELECT name, setting, unit, context, vartype, min_val, max_val
 SHOW wm_perf.cache_ttl;
 SHOW wm_perf.redis_command_timeout;
 
--- Range and format checks (22023).
-SELECT regress_error('SET wm_perf.redis_port = 0');
+-- Range and format checks (22023).  The Redis target and the key prefix
+-- are PGC_SIGHUP: checked by ALTER SYSTEM (which writes nothing when the
+-- check fails), refused by SET (55P02) so that every session and the
+-- worker use the same Redis and keys.
+ALTER SYSTEM SET wm_perf.redis_port = 0;
+\echo :LAST_ERROR_SQLSTATE
 SELECT regress_error('SET wm_perf.cache_ttl = 0');
-SELECT regress_error($$SET wm_perf.redis_host = 'redis.example.com'$$);
-SELECT regress_error($$SET wm_perf.key_prefix = 'has space'$$);
-SELECT regress_error($$SET wm_perf.key_prefix = ''$$);
-SET wm_perf.redis_host = '::1';
-SET wm_perf.redis_host = '/run/redis/redis.sock';
-SET wm_perf.redis_host = 'localhost';
-RESET wm_perf.redis_host;
+ALTER SYSTEM SET wm_perf.redis_host = 'redis.example.com';
+\echo :LAST_ERROR_SQLSTATE
+ALTER SYSTEM SET wm_perf.key_prefix = 'has space';
+\echo :LAST_ERROR_SQLSTATE
+ALTER SYSTEM SET wm_perf.key_prefix = '';
+\echo :LAST_ERROR_SQLSTATE
+SELECT regress_error($$SET wm_perf.redis_host = '::1'$$);
+SELECT regress_error($$SET wm_perf.key_prefix = 'other'$$);
 SELECT regress_error($$SET wm_perf.no_such_setting = 1$$);
 
 -- A plain role can neither read nor set what points at Redis.

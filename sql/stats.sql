@@ -71,15 +71,6 @@ SELECT function_name, calls, cache_hits, cache_misses,
 	   cache_bypasses, redis_errors
   FROM wm_perf_metrics WHERE function_name LIKE '%statistics' ORDER BY function_name COLLATE "C";
 
--- Without Redis (a superuser may unset it for the session): exact, bypassed.
-SET wm_perf.redis_host = '';
-SELECT wm_perf_metrics_reset();
-SELECT (wm_route_statistics() - 'computedAt') = regress_route_stats(NULL) AS routes_exact_no_redis;
-SELECT (wm_bin_statistics() - 'computedAt') = regress_bin_stats(NULL) AS bins_exact_no_redis;
-SELECT function_name, calls, cache_hits, cache_misses, cache_bypasses
-  FROM wm_perf_metrics WHERE function_name LIKE '%statistics' ORDER BY function_name COLLATE "C";
-RESET wm_perf.redis_host;
-
 -- wm_perf.cache_enabled = off: any user may bypass the cache.
 SET wm_perf.cache_enabled = off;
 SELECT wm_perf_metrics_reset();

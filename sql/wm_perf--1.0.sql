@@ -30,7 +30,9 @@ CREATE TABLE @extschema@.wm_cache_rules (
 	rule_name	text PRIMARY KEY,
 	table_role	text NOT NULL
 		CHECK (table_role IN ('routes', 'bins', 'customers', 'service_events', 'organizations')),
-	key_pattern	text NOT NULL CHECK (key_pattern OPERATOR(pg_catalog.<>) ''),
+	key_pattern	text NOT NULL
+		CHECK (key_pattern OPERATOR(pg_catalog.<>) ''
+			   AND pg_catalog.length(key_pattern) OPERATOR(pg_catalog.<) 400),
 	description	text
 );
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.wm_cache_rules', '');
@@ -99,6 +101,8 @@ CREATE FUNCTION @extschema@.wm_cache_flush(scope text DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'wm_cache_flush'
 LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY INVOKER;
+-- Invalidating everything is an operator's tool: not for PUBLIC.
+REVOKE ALL ON FUNCTION @extschema@.wm_cache_flush(text) FROM PUBLIC;
 COMMENT ON FUNCTION @extschema@.wm_cache_flush(text) IS
 	'Invalidates a cache scope (''routes'', ''bins'') or all scopes (NULL) at commit; returns the number of scopes';
 

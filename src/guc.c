@@ -3,8 +3,9 @@
  * guc.c
  *	  The wm_perf.* settings.
  *
- * Everything that points at Redis or holds a secret is PGC_SUSET and
- * GUC_SUPERUSER_ONLY: a non-superuser can neither set nor read it.  A
+ * Everything that points at Redis or holds a secret is PGC_SIGHUP and
+ * GUC_SUPERUSER_ONLY: only a superuser can set it (in the configuration
+ * files), and a non-superuser cannot read it.  A
  * password set in postgresql.conf is protected that way only once the
  * library is loaded in the backend: in a session that never loaded wm_perf,
  * an unknown custom setting is a readable placeholder.  Hence the documented
@@ -151,13 +152,19 @@ assign_redis_target_int(int newval, void *extra)
 void
 wm_guc_init(void)
 {
-	/* Redis target and secrets: superuser only, to set and to read. */
+	/*
+	 * Redis target, secrets and key prefix: PGC_SIGHUP (postgresql.conf or
+	 * ALTER SYSTEM, i.e. superuser only) and GUC_SUPERUSER_ONLY to read.
+	 * Not PGC_SUSET: every backend and the worker must use one target and
+	 * one key layout, or an invalidation bumped in one place would leave
+	 * values readable in another (ALTER ROLE/DATABASE SET, PGOPTIONS).
+	 */
 	DefineCustomStringVariable("wm_perf.redis_host",
 							   gettext_noop("Sets the Redis server used as the statistics cache."),
 							   gettext_noop("An IP address, \"localhost\" or an absolute unix socket path. Empty disables the cache."),
 							   &wm_guc_redis_host,
 							   "",
-							   PGC_SUSET,
+							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   check_redis_host, assign_redis_target_string, NULL);
 
@@ -166,7 +173,7 @@ wm_guc_init(void)
 							NULL,
 							&wm_guc_redis_port,
 							6379, 1, 65535,
-							PGC_SUSET,
+							PGC_SIGHUP,
 							GUC_SUPERUSER_ONLY,
 							NULL, assign_redis_target_int, NULL);
 
@@ -175,7 +182,7 @@ wm_guc_init(void)
 							   gettext_noop("Set it only together with shared_preload_libraries = 'wm_perf', or use wm_perf.redis_password_file."),
 							   &wm_guc_redis_password,
 							   "",
-							   PGC_SUSET,
+							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
 							   NULL, assign_redis_target_string, NULL);
 
@@ -184,7 +191,7 @@ wm_guc_init(void)
 							   gettext_noop("The file is read when a connection is opened; it should be readable only by the server's operating-system user."),
 							   &wm_guc_redis_password_file,
 							   "",
-							   PGC_SUSET,
+							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, assign_redis_target_string, NULL);
 
@@ -193,7 +200,7 @@ wm_guc_init(void)
 							   gettext_noop("Empty means the default user (AUTH with the password only)."),
 							   &wm_guc_redis_user,
 							   "",
-							   PGC_SUSET,
+							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, assign_redis_target_string, NULL);
 
@@ -202,7 +209,7 @@ wm_guc_init(void)
 							NULL,
 							&wm_guc_redis_database,
 							0, 0, 1023,
-							PGC_SUSET,
+							PGC_SIGHUP,
 							GUC_SUPERUSER_ONLY,
 							NULL, assign_redis_target_int, NULL);
 
@@ -252,7 +259,7 @@ wm_guc_init(void)
 							   NULL,
 							   &wm_guc_key_prefix,
 							   "wm_perf",
-							   PGC_SUSET,
+							   PGC_SIGHUP,
 							   0,
 							   check_key_prefix, assign_redis_target_string, NULL);
 

@@ -280,6 +280,17 @@ wm_shmem_epoch_done(uint64 seq)
 	pg_atomic_write_u32(&shared->epoch_delivered, 1);
 }
 
+/*
+ * No Redis is configured: drop what is pending, and demand an epoch bump
+ * before the cache is used again.
+ */
+void
+wm_shmem_forget_all(uint64 seq)
+{
+	wm_shmem_epoch_done(seq);
+	pg_atomic_write_u32(&shared->epoch_delivered, 0);
+}
+
 /* Databases with undelivered scopes, +1 while the epoch is pending. */
 int
 wm_shmem_pending(void)

@@ -55,11 +55,18 @@ static bool callback_registered = false;
 static void
 config_relcache_callback(Datum arg, Oid relid)
 {
+	int			t;
+
 	if (relid == InvalidOid || relid == config.config_relid ||
-		relid == config.rules_relid ||
-		(config.valid && (relid == config.table_oid[WM_TABLE_ROUTES] ||
-						  relid == config.table_oid[WM_TABLE_BINS])))
+		relid == config.rules_relid)
+	{
 		config.valid = false;
+		return;
+	}
+	/* A renamed, swapped or altered application table: re-resolve. */
+	for (t = 0; config.valid && t < WM_TABLE_COUNT; t++)
+		if (relid == config.table_oid[t])
+			config.valid = false;
 }
 
 /* Quoted schema of an installed extension, or NULL. */

@@ -512,6 +512,13 @@ cache_usable(WmScope scope, const WmTable *tables, int ntables)
 		return false;
 	if (IsolationUsesXactSnapshot())
 		return false;
+
+	/*
+	 * A hot standby replays commits whose invalidation may still be pending
+	 * in the primary's shared memory: it never uses the cache.
+	 */
+	if (RecoveryInProgress())
+		return false;
 	if (wm_xact_scope_pending(scope))
 		return false;
 	for (i = 0; i < ntables; i++)
@@ -550,6 +557,9 @@ value_crc(const char *json, size_t len)
  * numeric's range and \u escapes it does not accept.  None occurs in a
  * value wm_perf wrote.
  */
+/* wm_perf's values nest three levels deep. */
+#define WM_JSON_MAX_DEPTH 8
+
 typedef struct WmJsonCheck
 {
 	bool		bad;
@@ -562,7 +572,8 @@ check_scalar(void *state, char *token, JsonTokenType tokentype)
 {
 	WmJsonCheck *c = (WmJsonCheck *) state;
 
-	if (tokentype == JSON_TOKEN_NUMBER && strlen(token) > 40)
+	if (tokentype == JSON_TOKEN_NUMBER &&
+		(strlen(token) > 40 || strpbrk(token, "eE") != NULL))
 		c->bad = true;
 	if (c->depth == 0)
 		c->bad = true;			/* a bare scalar is not a statistic */
@@ -575,6 +586,8 @@ check_object_start(void *state)
 
 	if (c->depth++ == 0)
 		c->top_is_object = true;
+	if (c->depth > WM_JSON_MAX_DEPTH)
+		c->bad = true;
 }
 
 static void
@@ -593,6 +606,41 @@ check_array_start(void *state)
 }
 
 /*
+ * The parser recurses per nesting level and would raise an ERROR on a deep
+ * enough value: measure the depth first (brackets outside strings).
+ */
+static bool
+nesting_is_shallow(const char *json, size_t len)
+{
+	int			depth = 0;
+	bool		in_string = false;
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+	{
+		char		ch = json[i];
+
+		if (in_string)
+		{
+			if (ch == '\\')
+				i++;
+			else if (ch == '"')
+				in_string = false;
+		}
+		else if (ch == '"')
+			in_string = true;
+		else if (ch == '{' || ch == '[')
+		{
+			if (++depth > WM_JSON_MAX_DEPTH)
+				return false;
+		}
+		else if (ch == '}' || ch == ']')
+			depth--;
+	}
+	return true;
+}
+
+/*
  * Is this text something jsonb_in accepts without error, and an object?
  * A cached value is parsed only after this says yes: a value that passed
  * the CRC check but is still not ours must be a miss, never an ERROR.
@@ -605,6 +653,8 @@ json_is_safe_object(const char *json, size_t len)
 	WmJsonCheck check = {false, 0, false};
 
 	if (memchr(json, '\\', len) != NULL && strstr(json, "\\u") != NULL)
+		return false;
+	if (!nesting_is_shallow(json, len))
 		return false;
 	memset(&sem, 0, sizeof(sem));
 	sem.semstate = &check;

@@ -75,6 +75,18 @@ wm_scope_of_table_role(const char *role, bool *valid)
 	return WM_SCOPE_ROUTES;
 }
 
+static WmTable
+wm_table_of_role(const char *role)
+{
+	if (strcmp(role, "routes") == 0)
+		return WM_TABLE_ROUTES;
+	if (strcmp(role, "bins") == 0)
+		return WM_TABLE_BINS;
+	if (strcmp(role, "customers") == 0)
+		return WM_TABLE_CUSTOMERS;
+	return WM_TABLE_SERVICE_EVENTS;
+}
+
 static const char *const *
 relevant_columns(const char *role)
 {
@@ -178,11 +190,21 @@ expand_rule(const char *pattern, TupleDesc desc, TupleTableSlot *slot, bool *glo
 				Oid			typoutput;
 				bool		typisvarlena;
 
+				char	   *v;
+
 				if (isnull)
 					return NULL;
 				getTypeOutputInfo(TupleDescAttr(desc, attno - 1)->atttypid,
 								  &typoutput, &typisvarlena);
-				appendStringInfoString(&buf, OidOutputFunctionCall(typoutput, d));
+				v = OidOutputFunctionCall(typoutput, d);
+
+				/* In a glob, a value's own * ? [ ] \ must match literally. */
+				for (; *v; v++)
+				{
+					if (*glob && strchr("*?[]\\", *v) != NULL)
+						appendStringInfoChar(&buf, '\\');
+					appendStringInfoChar(&buf, *v);
+				}
 			}
 			p = close + 1;
 		}
@@ -244,6 +266,7 @@ typedef struct WmChange
 	bool		placeholder_rules;
 	bool		scope_changed;
 	bool		any_changed;
+	MemoryContext row_context;
 } WmChange;
 
 static void
@@ -258,6 +281,9 @@ init_change(WmChange *c, const char *role, TupleDesc desc)
 	c->nothers = 0;
 	c->any_rules = c->placeholder_rules = false;
 	c->scope_changed = c->any_changed = false;
+	c->row_context = AllocSetContextCreate(CurrentMemoryContext,
+										   "wm_perf trigger row",
+										   ALLOCSET_SMALL_SIZES);
 	for (i = 0; cols[i] != NULL && c->nrelevant < (int) lengthof(c->relevant); i++)
 	{
 		int			attno = SPI_fnumber(desc, cols[i]);
@@ -282,14 +308,22 @@ init_change(WmChange *c, const char *role, TupleDesc desc)
 	}
 }
 
+/*
+ * Keys of one row: built in a per-row context (output functions and
+ * strings), so that a statement changing many rows does not accumulate
+ * them; the keys themselves live in xact.c's hash table.
+ */
 static void
 record_placeholder_rules(WmChange *c, TupleTableSlot *slot)
 {
+	MemoryContext old = MemoryContextSwitchTo(c->row_context);
 	int			i;
 
 	for (i = 0; i < nrules; i++)
 		if (rules[i].has_placeholders && strcmp(rules[i].table_role, c->role) == 0)
 			record_rule(&rules[i], c->desc, slot);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(c->row_context);
 }
 
 /* An inserted or deleted row. */
@@ -377,6 +411,14 @@ wm_invalidate_cache(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("wm_invalidate_cache() argument \"%s\" is not a table role", role),
 				 errhint("Valid roles are routes, bins, customers and service_events.")));
+
+	/* Only on the attached table: no other table may flush the cache. */
+	if (RelationGetRelid(trigdata->tg_relation) != wm_table_oid(wm_table_of_role(role)))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("wm_invalidate_cache('%s') fired on \"%s\", which is not the attached %s table",
+						role, RelationGetRelationName(trigdata->tg_relation), role),
+				 errhint("Attach tables with wm_perf_attach(); it creates the triggers.")));
 
 	load_rules();
 

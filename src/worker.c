@@ -43,7 +43,11 @@ wm_worker_register(void)
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
-	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	/*
+	 * Not on a standby: readers there never use the cache (stats.c), and a
+	 * promoted standby must bump the epoch before its readers use it.
+	 */
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = 5;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "wm_perf");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "wm_worker_main");
@@ -87,7 +91,14 @@ deliver_pending(void)
 	if (!need_epoch && n == 0)
 		return true;
 	if (!wm_redis_configured())
-		return false;
+	{
+		/*
+		 * No Redis: nothing is cached now, but values cached before may come
+		 * back into use with Redis; require an epoch bump before that.
+		 */
+		wm_shmem_forget_all(upto);
+		return true;
+	}
 
 	if (need_epoch)
 	{

@@ -27,15 +27,18 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "miscadmin.h"
-#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "redis.h"
 #include "wm_perf.h"
 
-/* Glob deletions do at most this many SCAN round trips each. */
+/* Glob deletions do at most this many SCAN round trips each... */
 #define WM_SCAN_MAX_ROUNDS 100
+
+/* ... and all of a commit's together take at most this many timeouts. */
+#define WM_PATTERN_BUDGET_TIMEOUTS 4
 
 /* Distinct application keys kept per transaction (then: glob patterns). */
 #define WM_MAX_PENDING_KEYS 10000
@@ -132,12 +135,9 @@ wm_xact_add_key(const char *key, bool pattern)
 	bool		found;
 	char		buf[WM_MAX_KEY_LEN];
 
+	/* Too long a key: the caller falls back to the rule's glob form. */
 	if (strlen(key) >= WM_MAX_KEY_LEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("application cache key is too long"),
-				 errdetail("Keys derived from wm_cache_rules are limited to %d bytes.",
-						   WM_MAX_KEY_LEN - 1)));
+		return false;
 
 	if (pending_keys == NULL)
 	{
@@ -229,9 +229,6 @@ anything_pending(void)
 	return pending_keys != NULL && hash_get_num_entries(pending_keys) > 0;
 }
 
-/* Has the server's configuration a Redis target (prepared before commit)? */
-static bool redis_configured_for_server = false;
-
 /* PRE_COMMIT: everything that can fail. */
 static void
 prepare_delivery(void)
@@ -245,12 +242,6 @@ prepare_delivery(void)
 	reset_delivery();
 	if (!anything_pending())
 		return;
-
-	{
-		const char *reset_host = GetConfigOptionResetString("wm_perf.redis_host");
-
-		redis_configured_for_server = reset_host != NULL && reset_host[0] != '\0';
-	}
 
 	if (delivery_context == NULL)
 		delivery_context = AllocSetContextCreate(TopMemoryContext,
@@ -309,8 +300,8 @@ deliver(void)
 	if (n_incr + n_unlink + n_patterns == 0)
 		return;
 
-	/* No Redis for this session nor in the server's configuration. */
-	if (!wm_redis_configured() && !redis_configured_for_server)
+	/* No Redis configured (a server-wide setting): nothing is cached. */
+	if (!wm_redis_configured())
 		return;
 
 	if (n_incr > 0 && wm_shmem_mark_dirty(MyDatabaseId, delivery_scope_mask))
@@ -320,8 +311,17 @@ deliver(void)
 		st = wm_redis_deliver(nbump, incr_keys, n_unlink, unlink_keys, &unlinked);
 	if (st == WM_REDIS_OK)
 	{
-		for (i = 0; i < n_patterns; i++)
+		TimestampTz start = GetCurrentTimestamp();
+
+		for (i = 0; i < n_patterns && !failed; i++)
 		{
+			/* One budget for all patterns: the commit waits at most this. */
+			if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
+										   WM_PATTERN_BUDGET_TIMEOUTS * wm_guc_redis_command_timeout))
+			{
+				failed = true;
+				break;
+			}
 			if (wm_redis_unlink_matching(patterns[i], WM_SCAN_MAX_ROUNDS,
 										 &matched) != WM_REDIS_OK)
 				failed = true;

@@ -106,18 +106,48 @@ unlike($err, qr/not-the-password|\Q$pw\E/, 'wrong password: no password in the m
 is(route_metrics(), '0|0|1', 'wrong password: no hit, no miss, one Redis error');
 write_pwfile($pw);
 
+# The Redis target and its secrets are PGC_SIGHUP: changed with ALTER SYSTEM
+# and a reload, never with SET.  Wait until a new session sees the value.
+sub set_and_reload
+{
+	my ($name, $value) = @_;
+	if (defined $value)
+	{
+		$node->safe_psql('postgres', "ALTER SYSTEM SET $name = '$value'");
+	}
+	else
+	{
+		$node->safe_psql('postgres', "ALTER SYSTEM RESET $name");
+	}
+	$node->reload;
+	my $want = defined $value ? $value : '';
+	foreach (1 .. 100)
+	{
+		last if $node->safe_psql('postgres', "SHOW $name") eq $want || !defined $value;
+		usleep(50_000);
+	}
+	usleep(200_000) unless defined $value;
+	return;
+}
+
 # An unreadable password file: same.
-($out, $err) = run_sql("SET wm_perf.redis_password_file = '$tmp/missing';\n$exact_sql");
+set_and_reload('wm_perf.redis_password_file', "$tmp/missing");
+($out, $err) = run_sql($exact_sql);
 is($out, 't', 'missing password file: the read is exact');
 like($err, qr/WARNING:\s+08001: wm_perf could not connect to Redis/,
 	'missing password file: WARNING with SQLSTATE 08001');
+set_and_reload('wm_perf.redis_password_file', undef);
 
 # A wrong wm_perf.redis_password (it takes precedence over the file).
-($out, $err) = run_sql("SET wm_perf.redis_password = 'wrong-password-setting';\n$exact_sql");
+set_and_reload('wm_perf.redis_password', 'wrong-password-setting');
+($out, $err) = run_sql($exact_sql);
 is($out, 't', 'wrong wm_perf.redis_password: the read is exact');
 like($err, qr/WARNING:\s+08001: wm_perf could not connect to Redis/,
 	'wrong wm_perf.redis_password: WARNING with SQLSTATE 08001');
 unlike($err, qr/wrong-password-setting/, 'wrong wm_perf.redis_password: not shown');
+set_and_reload('wm_perf.redis_password', undef);
+unlike(slurp_file($node->logfile), qr/wrong-password-setting/,
+	'the password set by ALTER SYSTEM and reload never reaches the server log');
 
 # The right file again: hits again.
 $node->safe_psql('app', 'SELECT wm_perf_metrics_reset()');
@@ -168,16 +198,26 @@ is( $node->safe_psql(
 unlike($out, qr/\Q$pw\E|127\.0\.0\.1|\b$port\b/,
 	'plain role: no wm_perf.* row of pg_settings shows the password, host or port');
 
+# Target and secrets are PGC_SIGHUP (55P02 for anyone's SET); the TTL is
+# PGC_SUSET (42501 for a plain role).
 foreach my $set (
 	"SET wm_perf.redis_host = '127.0.0.2'",
 	'SET wm_perf.redis_port = 1234',
 	"SET wm_perf.redis_password = 'x'",
 	"SET wm_perf.redis_password_file = '/tmp/x'",
-	"SELECT set_config('wm_perf.redis_host', '127.0.0.2', false)",
-	'SET wm_perf.cache_ttl = 5')
+	"SELECT set_config('wm_perf.redis_host', '127.0.0.2', false)")
 {
 	my ($state) = psql_sqlstate($node, 'app', $set, extra_params => \@plain);
-	is($state, '42501', "plain role: $set gives 42501");
+	is($state, '55P02', "plain role: $set gives 55P02");
+	($state) = psql_sqlstate($node, 'app', $set);
+	is($state, '55P02', "superuser: $set gives 55P02 (ALTER SYSTEM only)");
+}
+{
+	my ($state) = psql_sqlstate($node, 'app', 'SET wm_perf.cache_ttl = 5', extra_params => \@plain);
+	is($state, '42501', 'plain role: SET wm_perf.cache_ttl = 5 gives 42501');
+	($state) = psql_sqlstate($node, 'app', "ALTER SYSTEM SET wm_perf.redis_host = '127.0.0.2'",
+		extra_params => \@plain);
+	is($state, '42501', 'plain role: ALTER SYSTEM gives 42501');
 }
 is( $node->safe_psql(
 		'app', "SET wm_perf.cache_enabled = off; SHOW wm_perf.cache_enabled",
@@ -185,10 +225,10 @@ is( $node->safe_psql(
 	'off',
 	'plain role may set wm_perf.cache_enabled (its own reads only)');
 
-foreach my $set ('SET wm_perf.redis_port = 0', 'SET wm_perf.redis_port = 65536',
-	"SET wm_perf.redis_host = 'redis.example.com'")
+foreach my $set ('ALTER SYSTEM SET wm_perf.redis_port = 0', 'ALTER SYSTEM SET wm_perf.redis_port = 65536',
+	"ALTER SYSTEM SET wm_perf.redis_host = 'redis.example.com'")
 {
-	my ($state) = psql_sqlstate($node, 'app', $set);
+	my ($state) = psql_sqlstate($node, 'postgres', $set);
 	is($state, '22023', "superuser: $set gives 22023");
 }
 
