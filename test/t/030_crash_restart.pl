@@ -148,7 +148,10 @@ is($r1_exact, $r1_plain, 'after the epoch bump: first read is exact');
 my ($r2, $r2_exact, $r2_plain) = call_and_plain();
 is($r2_exact, $r2_plain, 'after the epoch bump: second read is exact');
 is($r2, $r1, 'after the epoch bump: second read is a hit of the new value');
-is(route_metrics(), '1|1|0', 'after the epoch bump: one miss, then one hit');
+# The three reads above may have run before the bump (bypassed) or after it
+# (the first one stored the new value): then this is a miss and a hit, or
+# two hits.  Never a bypass.
+like(route_metrics(), qr/^(?:1\|1|2\|0)\|0$/, 'after the epoch bump: the cache is used again');
 
 # ---------------------------------------------------------------------------
 # Every start bumps the epoch again: a second crash with Redis reachable.

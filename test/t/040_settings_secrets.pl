@@ -22,6 +22,7 @@ use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 use WmPerfTest;
 
 my $pw = 'wm-secret-' . join('', map { sprintf('%02x', int(rand(256))) } 1 .. 8);
