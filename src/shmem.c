@@ -291,6 +291,13 @@ wm_shmem_forget_all(uint64 seq)
 	pg_atomic_write_u32(&shared->epoch_delivered, 0);
 }
 
+/* Readers bypass the cache until the worker has bumped the epoch. */
+void
+wm_shmem_require_epoch(void)
+{
+	pg_atomic_write_u32(&shared->epoch_delivered, 0);
+}
+
 /* Databases with undelivered scopes, +1 while the epoch is pending. */
 int
 wm_shmem_pending(void)

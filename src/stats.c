@@ -760,9 +760,8 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 	result = compute(arg);
 
 	/*
-	 * A hot standby computes from a snapshot that may lag the primary's
-	 * commits, whose invalidations are already in Redis: it reads values
-	 * but never stores one.
+	 * Never true on a hot standby (cache_usable bypasses there); kept as a
+	 * second guard because a standby's snapshot may lag the primary.
 	 */
 	if (!RecoveryInProgress())
 	{

@@ -16,6 +16,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/partition.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -85,6 +86,19 @@ wm_table_of_role(const char *role)
 	if (strcmp(role, "customers") == 0)
 		return WM_TABLE_CUSTOMERS;
 	return WM_TABLE_SERVICE_EVENTS;
+}
+
+/* Is relid the attached table, or one of its partitions? */
+static bool
+is_attached_relation(Oid relid, Oid attached)
+{
+	if (!OidIsValid(attached))
+		return false;
+	if (relid == attached)
+		return true;
+	if (get_rel_relispartition(relid))
+		return list_member_oid(get_partition_ancestors(relid), attached);
+	return false;
 }
 
 static const char *const *
@@ -412,13 +426,20 @@ wm_invalidate_cache(PG_FUNCTION_ARGS)
 				 errmsg("wm_invalidate_cache() argument \"%s\" is not a table role", role),
 				 errhint("Valid roles are routes, bins, customers and service_events.")));
 
-	/* Only on the attached table: no other table may flush the cache. */
-	if (RelationGetRelid(trigdata->tg_relation) != wm_table_oid(wm_table_of_role(role)))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("wm_invalidate_cache('%s') fired on \"%s\", which is not the attached %s table",
-						role, RelationGetRelationName(trigdata->tg_relation), role),
-				 errhint("Attach tables with wm_perf_attach(); it creates the triggers.")));
+	/*
+	 * Only the attached table (or a partition of it) invalidates.  A trigger
+	 * left on a table that is no longer attached, or put on some other
+	 * table, does nothing: no other table can flush the cache, and writes
+	 * to a detached table never fail because of wm_perf.
+	 */
+	if (!is_attached_relation(RelationGetRelid(trigdata->tg_relation),
+							  wm_table_oid(wm_table_of_role(role))))
+	{
+		ereport(DEBUG1,
+				(errmsg_internal("wm_invalidate_cache('%s') ignored on \"%s\", which is not the attached %s table",
+								 role, RelationGetRelationName(trigdata->tg_relation), role)));
+		return PointerGetDatum(NULL);
+	}
 
 	load_rules();
 

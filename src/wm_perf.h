@@ -127,6 +127,7 @@ extern void wm_shmem_epoch_done(uint64 seq);
 extern void wm_shmem_set_worker_latch(struct Latch *latch);
 extern int	wm_shmem_pending(void);
 extern void wm_shmem_forget_all(uint64 seq);
+extern void wm_shmem_require_epoch(void);
 
 /* worker.c */
 extern void wm_worker_register(void);

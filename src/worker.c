@@ -145,6 +145,14 @@ deliver_pending(void)
 	return done;
 }
 
+/* Where cached values live: host, port, database and key prefix. */
+static void
+target_signature(char *buf, size_t size)
+{
+	snprintf(buf, size, "%s|%d|%d|%s", wm_guc_redis_host, wm_guc_redis_port,
+			 wm_guc_redis_database, wm_guc_key_prefix);
+}
+
 void
 wm_worker_main(Datum main_arg)
 {
@@ -164,9 +172,23 @@ wm_worker_main(Datum main_arg)
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
+			char		before[WM_MAX_KEY_LEN];
+			char		after[WM_MAX_KEY_LEN];
+
+			target_signature(before, sizeof(before));
+
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			wm_redis_reset_backoff();
+
+			/*
+			 * Another Redis, database or prefix (or Redis turned on or off):
+			 * values stored there earlier may predate commits made meanwhile.
+			 * Demand an epoch bump on the new target before readers use it.
+			 */
+			target_signature(after, sizeof(after));
+			if (strcmp(before, after) != 0)
+				wm_shmem_require_epoch();
 		}
 
 		pg_usleep(WM_WORKER_COALESCE_US);

@@ -149,9 +149,12 @@ wm_xact_add_key(const char *key, bool pattern)
 		pending_keys = hash_create("wm_perf pending keys", 64, &ctl,
 								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	}
-	else if (hash_get_num_entries(pending_keys) >= WM_MAX_PENDING_KEYS)
+	else if (!pattern && hash_get_num_entries(pending_keys) >= WM_MAX_PENDING_KEYS)
 	{
-		/* Still honour keys we already have; refuse only new ones. */
+		/*
+		 * Still honour keys we already have; refuse only new exact keys (the
+		 * caller then records the rule's glob form, which is always kept).
+		 */
 		if (hash_search(pending_keys, key, HASH_FIND, NULL) != NULL)
 			return true;
 		return false;
