@@ -11,9 +11,9 @@ wm_start_redis
 wm_start_pg
 
 log "loading the reference schema with generated data (scale $SCALE)"
-start=$(date +%s.%N)
+start=$(date +%s)
 wm_load_fixture demo "$SCALE"
-printf 'loaded in %.1f s\n' "$(echo "$(date +%s.%N) - $start" | bc 2>/dev/null || echo 0)"
+echo "loaded in $(( $(date +%s) - start )) s"
 
 psql -X -d demo -v ON_ERROR_STOP=1 <<'SQL'
 \echo '== CREATE EXTENSION wm_perf CASCADE (attaches to core.* / operations.*)'
@@ -36,6 +36,7 @@ SELECT wm_bin_statistics() -> 'total' AS total_from_cache;
 SELECT * FROM wm_bins_within_radius(29.7604, -95.3698, 2, 10);
 SELECT count(*) AS routes_within_10km FROM wm_routes_within_radius(29.7604, -95.3698, 10);
 \echo '== invalidation: a committed UPDATE makes the next call recompute'
+SELECT wm_bin_statistics() -> 'byStatus' AS by_status_before;
 UPDATE core.bins SET status = 'retired'
  WHERE id = (SELECT id FROM core.bins WHERE status = 'active' AND deleted_at IS NULL ORDER BY bin_number LIMIT 1);
 SELECT wm_bin_statistics() -> 'byStatus' AS by_status_after_commit;
