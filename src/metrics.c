@@ -89,11 +89,6 @@ wm_metrics_reset_all(void)
 		pg_atomic_write_u64(&c[i], 0);
 }
 
-const char *
-wm_metrics_kind_name(WmMetricKind kind)
-{
-	return kind_names[kind];
-}
 
 PG_FUNCTION_INFO_V1(wm_perf_metrics);
 Datum

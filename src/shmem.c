@@ -101,11 +101,6 @@ wm_shmem_init(void)
 	shmem_startup_hook = wm_shmem_startup;
 }
 
-bool
-wm_shmem_available(void)
-{
-	return shared != NULL;
-}
 
 pg_atomic_uint64 *
 wm_shmem_counters(void)

@@ -38,8 +38,6 @@ typedef struct WmConfig
 {
 	bool		valid;
 	uint64		generation;		/* bumped on every reload */
-	Oid			ext_oid;
-	Oid			ext_schema_oid;
 	Oid			config_relid;
 	Oid			rules_relid;
 	char	   *ext_schema;		/* quoted */
@@ -149,8 +147,6 @@ load_config(void)
 	}
 	MemoryContextSwitchTo(oldcxt);
 
-	config.ext_oid = get_extension_oid("wm_perf", false);
-	config.ext_schema_oid = ext_schema_oid;
 	config.config_relid = get_relname_relid("wm_perf_config", ext_schema_oid);
 	config.rules_relid = get_relname_relid("wm_cache_rules", ext_schema_oid);
 
@@ -275,19 +271,7 @@ wm_extension_schema(void)
 	return config.ext_schema;
 }
 
-Oid
-wm_extension_schema_oid(void)
-{
-	ensure_config();
-	return config.ext_schema_oid;
-}
 
-Oid
-wm_rules_relid(void)
-{
-	ensure_config();
-	return config.rules_relid;
-}
 
 /* Turn an unexpected SPI result into an internal error naming the step. */
 void

@@ -63,29 +63,26 @@ static int	nrules = 0;
 static uint64 rules_generation = 0;
 static MemoryContext rules_context = NULL;
 
-WmScope
-wm_scope_of_table_role(const char *role, bool *valid)
+/*
+ * The table a trigger argument names, and the cache scope it feeds
+ * (routes; or bins, which bins, customers and service_events feed).
+ * Organizations feed no statistic: not a valid trigger argument.
+ */
+static bool
+table_of_role(const char *role, WmTable *table, WmScope *scope)
 {
-	*valid = true;
-	if (strcmp(role, "routes") == 0)
-		return WM_SCOPE_ROUTES;
-	if (strcmp(role, "bins") == 0 || strcmp(role, "customers") == 0 ||
-		strcmp(role, "service_events") == 0)
-		return WM_SCOPE_BINS;
-	*valid = false;
-	return WM_SCOPE_ROUTES;
-}
+	int			t;
 
-static WmTable
-wm_table_of_role(const char *role)
-{
-	if (strcmp(role, "routes") == 0)
-		return WM_TABLE_ROUTES;
-	if (strcmp(role, "bins") == 0)
-		return WM_TABLE_BINS;
-	if (strcmp(role, "customers") == 0)
-		return WM_TABLE_CUSTOMERS;
-	return WM_TABLE_SERVICE_EVENTS;
+	for (t = 0; t < WM_TABLE_ORGANIZATIONS; t++)
+	{
+		if (strcmp(role, wm_table_role_name((WmTable) t)) == 0)
+		{
+			*table = (WmTable) t;
+			*scope = t == WM_TABLE_ROUTES ? WM_SCOPE_ROUTES : WM_SCOPE_BINS;
+			return true;
+		}
+	}
+	return false;
 }
 
 /* Is relid the attached table, or one of its partitions? */
@@ -400,7 +397,7 @@ wm_invalidate_cache(PG_FUNCTION_ARGS)
 	TriggerEvent ev;
 	const char *role;
 	WmScope		scope;
-	bool		valid;
+	WmTable		table;
 	WmChange	c;
 	int			i;
 
@@ -419,8 +416,7 @@ wm_invalidate_cache(PG_FUNCTION_ARGS)
 				 errmsg("wm_invalidate_cache() needs one argument, the table role")));
 
 	role = trigdata->tg_trigger->tgargs[0];
-	scope = wm_scope_of_table_role(role, &valid);
-	if (!valid)
+	if (!table_of_role(role, &table, &scope))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("wm_invalidate_cache() argument \"%s\" is not a table role", role),
@@ -433,7 +429,7 @@ wm_invalidate_cache(PG_FUNCTION_ARGS)
 	 * to a detached table never fail because of wm_perf.
 	 */
 	if (!is_attached_relation(RelationGetRelid(trigdata->tg_relation),
-							  wm_table_oid(wm_table_of_role(role))))
+							  wm_table_oid(table)))
 	{
 		ereport(DEBUG1,
 				(errmsg_internal("wm_invalidate_cache('%s') ignored on \"%s\", which is not the attached %s table",

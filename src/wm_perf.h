@@ -96,7 +96,6 @@ extern void wm_metrics_add(WmMetricKind kind, WmCounter counter, uint64 delta);
 extern void wm_metrics_max(WmMetricKind kind, WmCounter counter, uint64 value);
 extern void wm_metrics_reset_all(void);
 extern uint64 wm_metrics_get(WmMetricKind kind, WmCounter counter);
-extern const char *wm_metrics_kind_name(WmMetricKind kind);
 
 /* shmem.c */
 #define WM_MAX_DIRTY 64			/* databases with undelivered invalidations */
@@ -110,7 +109,6 @@ typedef struct WmDirtyEntry
 
 struct Latch;
 extern void wm_shmem_init(void);
-extern bool wm_shmem_available(void);
 extern pg_atomic_uint64 *wm_shmem_counters(void);
 typedef enum WmDirtyState
 {
@@ -139,10 +137,8 @@ extern const char *wm_table_qualname(WmTable table);
 extern bool wm_table_is_geometry(WmTable table);
 extern const char *wm_table_role_name(WmTable table);
 extern uint64 wm_config_generation(void);
-extern Oid	wm_rules_relid(void);
 extern const char *wm_postgis_schema(void);
 extern const char *wm_extension_schema(void);
-extern Oid	wm_extension_schema_oid(void);
 extern void wm_spi_check(int rc, int expected, const char *what);
 
 /* xact.c */
@@ -156,7 +152,5 @@ extern bool wm_xact_scope_pending(WmScope scope);
 extern bool wm_xact_scope_undelivered(WmScope scope);
 extern const char *wm_scope_name(WmScope scope);
 
-/* trigger.c */
-extern WmScope wm_scope_of_table_role(const char *role, bool *valid);
 
 #endif							/* WM_PERF_WM_PERF_H */
