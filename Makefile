@@ -42,7 +42,7 @@ PG_CFLAGS += $(WM_EXTRA_CFLAGS)
 REGRESS = setup attach stats spatial plans invalidation guc errors privileges
 REGRESS_OPTS = --load-extension=postgis --load-extension=btree_gist --load-extension=wm_perf
 
-ISOLATION = invalidation_commit invalidation_race
+ISOLATION = invalidation_commit invalidation_race local_copies
 ISOLATION_OPTS = --load-extension=postgis --load-extension=btree_gist --load-extension=wm_perf
 
 TAP_TESTS = 1

@@ -109,7 +109,7 @@ COMMENT ON FUNCTION @extschema@.wm_cache_flush(text) IS
 /* Metrics. */
 CREATE FUNCTION @extschema@._wm_metrics(
 	OUT function_name text, OUT calls bigint, OUT cache_hits bigint,
-	OUT cache_misses bigint, OUT cache_bypasses bigint, OUT redis_errors bigint,
+	OUT local_hits bigint, OUT cache_misses bigint, OUT cache_bypasses bigint, OUT redis_errors bigint,
 	OUT total_time_ms float8, OUT max_time_ms float8, OUT slow_calls bigint,
 	OUT redis_round_trips bigint, OUT redis_total_ms float8, OUT redis_max_ms float8,
 	OUT invalidations_recorded bigint, OUT invalidations_delivered bigint,
@@ -122,7 +122,7 @@ LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED SECURITY INVOKER;
 REVOKE ALL ON FUNCTION @extschema@._wm_metrics() FROM PUBLIC;
 
 CREATE VIEW @extschema@.wm_perf_metrics AS
-	SELECT function_name, calls, cache_hits, cache_misses, cache_bypasses,
+	SELECT function_name, calls, cache_hits, local_hits, cache_misses, cache_bypasses,
 		   redis_errors,
 		   CASE WHEN cache_hits OPERATOR(pg_catalog.+) cache_misses OPERATOR(pg_catalog.>) 0
 				THEN pg_catalog.round(cache_hits::numeric OPERATOR(pg_catalog./)

@@ -44,6 +44,7 @@ int			wm_guc_redis_backoff = 1000;
 int			wm_guc_cache_ttl = 900;
 char	   *wm_guc_key_prefix = NULL;
 bool		wm_guc_cache_enabled = true;
+int			wm_guc_local_cache_size = 1024;
 int			wm_guc_slow_spatial_threshold = 100;
 
 /* Bumped whenever a setting that identifies the Redis target changes. */
@@ -276,6 +277,19 @@ wm_guc_init(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	/*
+	 * Memory for this backend's copies of cached values (with preload
+	 * only); like work_mem, it bounds the caller's own backend.
+	 */
+	DefineCustomIntVariable("wm_perf.local_cache_size",
+							gettext_noop("Sets the memory for this backend's copies of cached statistics."),
+							gettext_noop("Copies are used only with shared_preload_libraries, and only while no commit has changed their scope; 0 disables them."),
+							&wm_guc_local_cache_size,
+							1024, 0, 65536,
+							PGC_USERSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("wm_perf.slow_spatial_threshold",
 							gettext_noop("Sets the duration above which radius lookups are logged and counted as slow."),

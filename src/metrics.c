@@ -101,14 +101,15 @@ wm_perf_metrics(PG_FUNCTION_ARGS)
 
 	for (k = 0; k < WM_METRIC_KIND_COUNT; k++)
 	{
-		Datum		values[19];
-		bool		nulls[19] = {0};
+		Datum		values[20];
+		bool		nulls[20] = {0};
 		int			n = 0;
 
 #define C(counter) wm_metrics_get((WmMetricKind) k, counter)
 		values[n++] = CStringGetTextDatum(kind_names[k]);
 		values[n++] = Int64GetDatum(C(WM_COUNTER_CALLS));
 		values[n++] = Int64GetDatum(C(WM_COUNTER_HITS));
+		values[n++] = Int64GetDatum(C(WM_COUNTER_LOCAL_HITS));
 		values[n++] = Int64GetDatum(C(WM_COUNTER_MISSES));
 		values[n++] = Int64GetDatum(C(WM_COUNTER_BYPASSES));
 		values[n++] = Int64GetDatum(C(WM_COUNTER_ERRORS));

@@ -25,11 +25,20 @@
  * cached value unreachable.  When dirty[] is full, overflow forces the same
  * epoch bump.
  *
+ * Local generations: generations[] holds one counter per (database, scope)
+ * slot (a hash; two pairs may share a slot, which only costs extra misses).
+ * Every commit that changed a scope increments its slot after marking it
+ * dirty, whether or not Redis is configured.  Backends keep copies of
+ * values they fetched or computed, tagged with the slot's value read before
+ * the dirty check and the snapshot (stats.c); a copy is used only while the
+ * slot still holds that value.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include "common/hashfn.h"
 #include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -42,6 +51,7 @@
 typedef struct WmSharedState
 {
 	pg_atomic_uint64 counters[WM_METRIC_KIND_COUNT * WM_COUNTER_COUNT];
+	pg_atomic_uint64 generations[WM_GEN_SLOTS];
 	pg_atomic_uint32 epoch_delivered;
 	pg_atomic_uint32 ndirty_hint;
 	slock_t		mutex;
@@ -80,6 +90,8 @@ wm_shmem_startup(void)
 	{
 		for (i = 0; i < WM_METRIC_KIND_COUNT * WM_COUNTER_COUNT; i++)
 			pg_atomic_init_u64(&shared->counters[i], 0);
+		for (i = 0; i < WM_GEN_SLOTS; i++)
+			pg_atomic_init_u64(&shared->generations[i], 0);
 		pg_atomic_init_u32(&shared->epoch_delivered, 0);
 		pg_atomic_init_u32(&shared->ndirty_hint, 0);
 		SpinLockInit(&shared->mutex);
@@ -170,6 +182,42 @@ wm_shmem_clear_scope(Oid dboid, WmScope scope, uint64 seq)
 	SpinLockRelease(&shared->mutex);
 }
 
+static inline pg_atomic_uint64 *
+generation_slot(Oid dboid, WmScope scope)
+{
+	uint32		h = hash_bytes_uint32((uint32) dboid) ^ (uint32) scope * 0x9e3779b9U;
+
+	return &shared->generations[h % WM_GEN_SLOTS];
+}
+
+/*
+ * The local generation of a scope, or false without preload.  Read before
+ * the dirty check: a full barrier orders this read before it (mark_dirty
+ * sets the dirty flag before it increments the slot).
+ */
+bool
+wm_shmem_local_generation(Oid dboid, WmScope scope, uint64 *gen)
+{
+	if (shared == NULL)
+		return false;
+	*gen = pg_atomic_read_u64(generation_slot(dboid, scope));
+	pg_memory_barrier();
+	return true;
+}
+
+/* Make every backend's copies of the scopes unusable.  Post-commit safe. */
+void
+wm_shmem_bump_generations(Oid dboid, int scope_mask)
+{
+	int			s;
+
+	if (shared == NULL)
+		return;
+	for (s = 0; s < WM_SCOPE_COUNT; s++)
+		if ((scope_mask & (1 << s)) != 0)
+			pg_atomic_fetch_add_u64(generation_slot(dboid, (WmScope) s), 1);
+}
+
 /*
  * Record an undelivered invalidation and wake the worker.  Post-commit safe:
  * no allocation, no error.  Returns false without preload.
@@ -205,6 +253,9 @@ wm_shmem_mark_dirty(Oid dboid, int scope_mask)
 	pg_atomic_write_u32(&shared->ndirty_hint, 1);
 	latch = shared->worker_latch;
 	SpinLockRelease(&shared->mutex);
+
+	/* After the dirty flag: see wm_shmem_local_generation(). */
+	wm_shmem_bump_generations(dboid, scope_mask);
 
 	if (latch)
 		SetLatch(latch);

@@ -20,6 +20,10 @@
  * Keys end with the calling role's oid: values never cross roles.  Cached
  * values carry a CRC so that a corrupt or foreign value is a miss.
  *
+ * With shared_preload_libraries, a backend also keeps copies of the values
+ * it fetched or computed, and serves them without a Redis round trip while
+ * no commit has changed their scope (see WmLocalEntry).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -38,8 +42,10 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rls.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -77,9 +83,13 @@ kept_plan(WmPlan *p, const char *sql, int nargs, Oid *argtypes)
 		SPI_freeplan(p->plan);
 		p->plan = NULL;
 	}
-	p->plan = SPI_prepare(sql, nargs, argtypes);
+	/*
+	 * SPI_prepare would plan without parallel workers; the same query sent
+	 * by a client gets them, and a miss must cost no more than that.
+	 */
+	p->plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_PARALLEL_OK);
 	if (p->plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		elog(ERROR, "SPI_prepare_cursor failed: %s", SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(p->plan) != 0)
 		elog(ERROR, "SPI_keepplan failed");
 	p->generation = gen;
@@ -703,6 +713,90 @@ encode_value(Jsonb *jb, size_t *len)
 	return out;
 }
 
+/*
+ * This backend's copies of cached values (with shared_preload_libraries).
+ * A copy is tagged with the scope's local generation (shmem.c) read before
+ * the dirty check and before any snapshot of the call that produced it, and
+ * is used only while the generation is unchanged: every commit that changes
+ * the scope increments it, after the commit is visible and before COMMIT
+ * returns, so a copy can never predate a commit that has returned (the same
+ * argument as for the Redis generation).  wm_perf.local_cache_size bounds
+ * the memory: when a new copy does not fit, all copies are dropped.
+ * Copies also expire after wm_perf.cache_ttl.
+ */
+typedef struct WmLocalEntry
+{
+	char		key[WM_MAX_KEY_LEN];	/* hash key: must be first */
+	uint64		generation;
+	TimestampTz stored_at;
+	Jsonb	   *value;			/* in local_context */
+} WmLocalEntry;
+
+static MemoryContext local_context = NULL;
+static HTAB *local_copies = NULL;
+static Size local_bytes = 0;
+
+static void
+local_reset(void)
+{
+	HASHCTL		ctl;
+
+	if (local_context == NULL)
+		local_context = AllocSetContextCreate(TopMemoryContext,
+											  "wm_perf local copies",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(local_context);
+	ctl.keysize = WM_MAX_KEY_LEN;
+	ctl.entrysize = sizeof(WmLocalEntry);
+	ctl.hcxt = local_context;
+	local_copies = hash_create("wm_perf local copies", 16, &ctl,
+							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	local_bytes = 0;
+}
+
+/* The copy for 'key' if it is still valid, as a palloc'd Jsonb. */
+static Jsonb *
+local_lookup(const char *key, uint64 generation)
+{
+	WmLocalEntry *e;
+	Jsonb	   *out;
+
+	if (local_copies == NULL || wm_guc_local_cache_size <= 0)
+		return NULL;
+	e = hash_search(local_copies, key, HASH_FIND, NULL);
+	if (e == NULL)
+		return NULL;
+	if (e->generation != generation ||
+		TimestampDifferenceExceeds(e->stored_at, GetCurrentTimestamp(),
+								   wm_guc_cache_ttl * 1000))
+		return NULL;
+	out = palloc(VARSIZE(e->value));
+	memcpy(out, e->value, VARSIZE(e->value));
+	return out;
+}
+
+static void
+local_store(const char *key, uint64 generation, Jsonb *value)
+{
+	Size		size = VARSIZE(value) + sizeof(WmLocalEntry) + 64;
+	Size		limit = (Size) wm_guc_local_cache_size * 1024;
+	WmLocalEntry *e;
+	bool		found;
+
+	if (size > limit)
+		return;
+	if (local_copies == NULL || local_bytes + size > limit)
+		local_reset();
+	e = hash_search(local_copies, key, HASH_ENTER, &found);
+	if (found)
+		pfree(e->value);		/* its size stays counted until the reset */
+	e->generation = generation;
+	e->stored_at = GetCurrentTimestamp();
+	e->value = MemoryContextAlloc(local_context, VARSIZE(value));
+	memcpy(e->value, value, VARSIZE(value));
+	local_bytes += size;
+}
+
 typedef Jsonb *(*WmComputeFn) (void *arg);
 
 /*
@@ -724,8 +818,15 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 	WmRedisStatus rst;
 	TimestampTz start = GetCurrentTimestamp();
 	uint64		us;
+	bool		use_local;
+	uint64		local_gen = 0;
+	char		local_key[WM_MAX_KEY_LEN];
 
 	wm_metrics_add(kind, WM_COUNTER_CALLS, 1);
+
+	/* Before the dirty check in cache_usable() and before any snapshot. */
+	use_local = wm_guc_local_cache_size > 0 &&
+		wm_shmem_local_generation(MyDatabaseId, scope, &local_gen);
 
 	if (!cache_usable(scope, tables, ntables))
 	{
@@ -734,10 +835,25 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 		goto done;
 	}
 
+	vsuffix = psprintf(":%s:%s:u%u", fn, args, GetUserId());
+	/* A key too long for the table (a long territory): no local copy. */
+	if (use_local &&
+		snprintf(local_key, sizeof(local_key), "%d%s", (int) scope,
+				 vsuffix) >= (int) sizeof(local_key))
+		use_local = false;
+	if (use_local)
+	{
+		if ((result = local_lookup(local_key, local_gen)) != NULL)
+		{
+			wm_metrics_add(kind, WM_COUNTER_HITS, 1);
+			wm_metrics_add(kind, WM_COUNTER_LOCAL_HITS, 1);
+			goto done;
+		}
+	}
+
 	wm_key_epoch(epoch_key, sizeof(epoch_key));
 	wm_key_generation(gen_key, sizeof(gen_key), MyDatabaseId, scope);
 	wm_key_values(vprefix, sizeof(vprefix), MyDatabaseId, scope);
-	vsuffix = psprintf(":%s:%s:u%u", fn, args, GetUserId());
 
 	rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, vsuffix,
 						  &version, &value, &value_len);
@@ -752,6 +868,8 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 	if (value != NULL && (result = decode_value(value, value_len)) != NULL)
 	{
 		wm_metrics_add(kind, WM_COUNTER_HITS, 1);
+		if (use_local)
+			local_store(local_key, local_gen, result);
 		goto done;
 	}
 
@@ -773,6 +891,8 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 		if (wm_redis_store(kind, epoch_key, gen_key, &version, key, enc, len,
 						   wm_guc_cache_ttl) == WM_REDIS_FAILED)
 			wm_metrics_add(kind, WM_COUNTER_ERRORS, 1);
+		if (use_local)
+			local_store(local_key, local_gen, result);
 	}
 
 done:

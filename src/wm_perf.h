@@ -57,6 +57,7 @@ typedef enum WmCounter
 {
 	WM_COUNTER_CALLS = 0,
 	WM_COUNTER_HITS,
+	WM_COUNTER_LOCAL_HITS,		/* hits served from this backend's copy */
 	WM_COUNTER_MISSES,
 	WM_COUNTER_BYPASSES,		/* cache not consulted (no Redis, RLS, RR...) */
 	WM_COUNTER_ERRORS,			/* Redis failures seen by this kind */
@@ -87,6 +88,7 @@ extern int	wm_guc_redis_backoff;
 extern int	wm_guc_cache_ttl;
 extern char *wm_guc_key_prefix;
 extern bool wm_guc_cache_enabled;
+extern int	wm_guc_local_cache_size;
 extern int	wm_guc_slow_spatial_threshold;
 extern uint64 wm_guc_redis_target_generation;
 extern void wm_guc_init(void);
@@ -99,6 +101,7 @@ extern uint64 wm_metrics_get(WmMetricKind kind, WmCounter counter);
 
 /* shmem.c */
 #define WM_MAX_DIRTY 64			/* databases with undelivered invalidations */
+#define WM_GEN_SLOTS 256		/* local generation counters (database, scope) */
 
 typedef struct WmDirtyEntry
 {
@@ -117,6 +120,8 @@ typedef enum WmDirtyState
 	WM_DIRTY_ALL
 } WmDirtyState;
 extern WmDirtyState wm_shmem_scope_state(Oid dboid, WmScope scope, uint64 *seq);
+extern bool wm_shmem_local_generation(Oid dboid, WmScope scope, uint64 *gen);
+extern void wm_shmem_bump_generations(Oid dboid, int scope_mask);
 extern void wm_shmem_clear_scope(Oid dboid, WmScope scope, uint64 seq);
 extern bool wm_shmem_mark_dirty(Oid dboid, int scope_mask);
 extern int	wm_shmem_snapshot_dirty(WmDirtyEntry *out, bool *need_epoch, uint64 *upto);

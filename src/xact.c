@@ -303,9 +303,16 @@ deliver(void)
 	if (n_incr + n_unlink + n_patterns == 0)
 		return;
 
-	/* No Redis configured (a server-wide setting): nothing is cached. */
+	/*
+	 * No Redis configured (a server-wide setting): nothing is cached there,
+	 * but copies other backends fetched earlier must still become unusable.
+	 */
 	if (!wm_redis_configured())
+	{
+		if (n_incr > 0)
+			wm_shmem_bump_generations(MyDatabaseId, delivery_scope_mask);
 		return;
+	}
 
 	if (n_incr > 0 && wm_shmem_mark_dirty(MyDatabaseId, delivery_scope_mask))
 		nbump = 0;				/* the worker delivers the scopes */
