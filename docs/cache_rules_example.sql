@@ -82,7 +82,9 @@ INSERT INTO wm_cache_rules (rule_name, table_role, key_pattern, description) VAL
      'Dashboard of the changed customer'),
 
     -- A glob: a route change touches every customer's dashboard.  Deleted
-    -- with SCAN + UNLINK at commit, which costs more than a plain key.
+    -- with SCAN + UNLINK by the worker a few milliseconds after COMMIT
+    -- returns (with shared_preload_libraries), or by the committing backend
+    -- within 4 x wm_perf.redis_command_timeout (without).
     ('dashboard_all_routes', 'routes',
      'waste_mgmt:stats:dashboard:*',
      'Every dashboard, global and per customer, when a route changes');

@@ -33,6 +33,14 @@
  * the dirty check and the snapshot (stats.c); a copy is used only while the
  * slot still holds that value.
  *
+ * Application-key queue (queue[], under the LWLock queue_lock): glob
+ * patterns of wm_cache_rules, and exact keys whose UNLINK at commit failed,
+ * for the worker to delete (SCAN ... MATCH for patterns).  Entries are
+ * unique by key; enqueueing an existing key renews its seq, and the worker
+ * removes an entry only if its seq did not change while it worked.  Exact
+ * keys may fill the queue up to WM_QUEUE_PATTERN_RESERVE entries short of
+ * full, so that the glob forms they fall back to always find room first.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -60,6 +68,13 @@ typedef struct WmSharedState
 	Latch	   *worker_latch;
 	int			ndirty;
 	WmDirtyEntry dirty[WM_MAX_DIRTY];
+
+	/* Application keys for the worker to delete; under queue_lock. */
+	LWLock	   *queue_lock;
+	uint64		queue_seq;		/* last sequence number handed out */
+	bool		queue_overflow; /* something did not fit since last read */
+	int			nqueued;
+	WmQueuedKey queue[WM_MAX_QUEUED_KEYS];
 } WmSharedState;
 
 static WmSharedState *shared = NULL;
@@ -72,6 +87,7 @@ wm_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(WmSharedState)));
+	RequestNamedLWLockTranche("wm_perf", 1);
 }
 
 static void
@@ -99,6 +115,10 @@ wm_shmem_startup(void)
 		shared->overflow_seq = 0;
 		shared->worker_latch = NULL;
 		shared->ndirty = 0;
+		shared->queue_lock = &(GetNamedLWLockTranche("wm_perf"))->lock;
+		shared->queue_seq = 0;
+		shared->queue_overflow = false;
+		shared->nqueued = 0;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -357,6 +377,9 @@ wm_shmem_pending(void)
 	SpinLockRelease(&shared->mutex);
 	if (pg_atomic_read_u32(&shared->epoch_delivered) == 0)
 		n++;
+	LWLockAcquire(shared->queue_lock, LW_SHARED);
+	n += shared->nqueued;
+	LWLockRelease(shared->queue_lock);
 	return n;
 }
 
@@ -366,4 +389,121 @@ wm_shmem_set_worker_latch(Latch *latch)
 	SpinLockAcquire(&shared->mutex);
 	shared->worker_latch = latch;
 	SpinLockRelease(&shared->mutex);
+}
+
+
+static uint32
+key_hash(const char *key)
+{
+	return hash_bytes((const unsigned char *) key, strlen(key));
+}
+
+/*
+ * Queue keys (or glob patterns) for the worker.  Post-commit safe: takes an
+ * LWLock, allocates nothing, raises nothing.  Returns how many of them did
+ * not fit (0 without preload is impossible: returns n).
+ */
+int
+wm_shmem_enqueue_keys(char *const *keys, int n, bool pattern)
+{
+	Latch	   *latch;
+	int			limit;
+	int			lost = 0;
+	int			i;
+	int			j;
+
+	if (shared == NULL)
+		return n;
+	limit = pattern ? WM_MAX_QUEUED_KEYS :
+		WM_MAX_QUEUED_KEYS - WM_QUEUE_PATTERN_RESERVE;
+
+	LWLockAcquire(shared->queue_lock, LW_EXCLUSIVE);
+	for (i = 0; i < n; i++)
+	{
+		uint32		h;
+
+		if (strlen(keys[i]) >= WM_MAX_KEY_LEN)
+		{
+			lost++;
+			continue;
+		}
+		h = key_hash(keys[i]);
+		for (j = 0; j < shared->nqueued; j++)
+			if (shared->queue[j].hash == h &&
+				shared->queue[j].pattern == pattern &&
+				strcmp(shared->queue[j].key, keys[i]) == 0)
+				break;
+		if (j == shared->nqueued)
+		{
+			if (shared->nqueued >= limit)
+			{
+				lost++;
+				continue;
+			}
+			shared->nqueued++;
+			shared->queue[j].hash = h;
+			shared->queue[j].pattern = pattern;
+			strlcpy(shared->queue[j].key, keys[i], WM_MAX_KEY_LEN);
+		}
+		shared->queue[j].seq = ++shared->queue_seq;
+	}
+	if (lost > 0 && pattern)
+		shared->queue_overflow = true;
+	LWLockRelease(shared->queue_lock);
+
+	SpinLockAcquire(&shared->mutex);
+	latch = shared->worker_latch;
+	SpinLockRelease(&shared->mutex);
+	if (latch)
+		SetLatch(latch);
+	return lost;
+}
+
+/*
+ * Copy the queue for the worker; *overflowed tells (once) that patterns
+ * were lost since the last call.
+ */
+int
+wm_shmem_queue_snapshot(WmQueuedKey *out, bool *overflowed)
+{
+	int			n;
+
+	LWLockAcquire(shared->queue_lock, LW_EXCLUSIVE);
+	n = shared->nqueued;
+	memcpy(out, shared->queue, sizeof(WmQueuedKey) * n);
+	*overflowed = shared->queue_overflow;
+	shared->queue_overflow = false;
+	LWLockRelease(shared->queue_lock);
+	return n;
+}
+
+/* The worker deleted 'done' (a copy from the snapshot). */
+void
+wm_shmem_queue_done(const WmQueuedKey *done)
+{
+	int			j;
+
+	LWLockAcquire(shared->queue_lock, LW_EXCLUSIVE);
+	for (j = 0; j < shared->nqueued; j++)
+	{
+		if (shared->queue[j].hash == done->hash &&
+			shared->queue[j].pattern == done->pattern &&
+			strcmp(shared->queue[j].key, done->key) == 0)
+		{
+			if (shared->queue[j].seq == done->seq)
+				shared->queue[j] = shared->queue[--shared->nqueued];
+			break;
+		}
+	}
+	LWLockRelease(shared->queue_lock);
+}
+
+/* No Redis configured: nothing to delete anywhere. */
+void
+wm_shmem_queue_clear(void)
+{
+	LWLockAcquire(shared->queue_lock, LW_EXCLUSIVE);
+	shared->nqueued = 0;
+	shared->queue_overflow = false;
+	LWLockRelease(shared->queue_lock);
 }

@@ -229,15 +229,19 @@ record_rule(WmRule *rule, TupleDesc desc, TupleTableSlot *slot)
 {
 	bool		glob = rule->is_glob;
 	char	   *key = expand_rule(rule->pattern, desc, slot, &glob);
+	bool		fallback_glob = true;
+	char	   *fallback;
 
 	if (key == NULL)
 		return;
-	if (!wm_xact_add_key(key, glob))
+	/* The rule's glob form covers every key it expands to. */
+	fallback = glob ? NULL : expand_rule(rule->pattern, desc, NULL, &fallback_glob);
+	if (!wm_xact_add_key(key, glob, fallback))
 	{
 		/* Too many distinct keys this transaction: delete by pattern. */
 		glob = true;
 		key = expand_rule(rule->pattern, desc, NULL, &glob);
-		(void) wm_xact_add_key(key, true);
+		(void) wm_xact_add_key(key, true, NULL);
 	}
 }
 

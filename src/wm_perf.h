@@ -102,6 +102,16 @@ extern uint64 wm_metrics_get(WmMetricKind kind, WmCounter counter);
 /* shmem.c */
 #define WM_MAX_DIRTY 64			/* databases with undelivered invalidations */
 #define WM_GEN_SLOTS 256		/* local generation counters (database, scope) */
+#define WM_MAX_QUEUED_KEYS 1024 /* application keys waiting for the worker */
+#define WM_QUEUE_PATTERN_RESERVE 128	/* of which exact keys leave free */
+
+typedef struct WmQueuedKey
+{
+	uint64		seq;			/* shared sequence when last queued */
+	uint32		hash;
+	bool		pattern;		/* a glob for SCAN, else one key */
+	char		key[WM_MAX_KEY_LEN];
+} WmQueuedKey;
 
 typedef struct WmDirtyEntry
 {
@@ -131,6 +141,10 @@ extern void wm_shmem_set_worker_latch(struct Latch *latch);
 extern int	wm_shmem_pending(void);
 extern void wm_shmem_forget_all(uint64 seq);
 extern void wm_shmem_require_epoch(void);
+extern int	wm_shmem_enqueue_keys(char *const *keys, int n, bool pattern);
+extern int	wm_shmem_queue_snapshot(WmQueuedKey *out, bool *overflowed);
+extern void wm_shmem_queue_done(const WmQueuedKey *done);
+extern void wm_shmem_queue_clear(void);
 
 /* worker.c */
 extern void wm_worker_register(void);
@@ -149,7 +163,7 @@ extern void wm_spi_check(int rc, int expected, const char *what);
 /* xact.c */
 extern void wm_xact_init(void);
 extern void wm_xact_add_scope(WmScope scope);
-extern bool wm_xact_add_key(const char *key, bool pattern);
+extern bool wm_xact_add_key(const char *key, bool pattern, const char *fallback);
 extern void wm_key_epoch(char *buf, size_t size);
 extern void wm_key_generation(char *buf, size_t size, Oid dboid, WmScope scope);
 extern void wm_key_values(char *buf, size_t size, Oid dboid, WmScope scope);

@@ -23,6 +23,7 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 #include "redis.h"
 #include "wm_perf.h"
@@ -75,6 +76,82 @@ count_failure(int scopes)
 	last_attempt_failed = true;
 }
 
+/* SCAN round trips per pattern and pass: up to 10M keys at COUNT 1000. */
+#define WM_WORKER_SCAN_ROUNDS 10000
+
+/* Exact keys per UNLINK round trip. */
+#define WM_WORKER_UNLINK_BATCH 256
+
+static WmQueuedKey *queue_copy = NULL;
+
+/*
+ * Delete the queued application keys: exact keys in pipelined batches,
+ * patterns with SCAN.  True when the queue was emptied.
+ */
+static bool
+delete_queued_keys(void)
+{
+	char	   *batch[WM_WORKER_UNLINK_BATCH];
+	int			nbatch = 0;
+	bool		overflowed;
+	long		unlinked;
+	int			n;
+	int			i;
+	int			j;
+	bool		retry = last_attempt_failed;
+
+	if (queue_copy == NULL)
+		queue_copy = MemoryContextAlloc(TopMemoryContext,
+										sizeof(WmQueuedKey) * WM_MAX_QUEUED_KEYS);
+	n = wm_shmem_queue_snapshot(queue_copy, &overflowed);
+	if (overflowed)
+		ereport(WARNING,
+				(errmsg("wm_perf: application keys to delete did not fit in the worker's queue"),
+				 errdetail("Some keys named by wm_cache_rules may hold stale values until they expire."),
+				 errhint("Run SELECT wm_cache_flush() in each database once Redis is reachable.")));
+	for (i = 0; i <= n; i++)
+	{
+		/* Flush the batch when full or at the end. */
+		if (nbatch == WM_WORKER_UNLINK_BATCH || (i == n && nbatch > 0))
+		{
+			if (wm_redis_deliver(0, NULL, nbatch, batch, &unlinked) != WM_REDIS_OK)
+			{
+				count_failure(0);
+				return false;
+			}
+			wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_KEYS_DELETED, unlinked);
+			for (j = i - 1; nbatch > 0; j--)
+			{
+				if (queue_copy[j].pattern)
+					continue;
+				wm_shmem_queue_done(&queue_copy[j]);
+				nbatch--;
+			}
+		}
+		if (i == n)
+			break;
+		if (!queue_copy[i].pattern)
+		{
+			batch[nbatch++] = queue_copy[i].key;
+			continue;
+		}
+		if (wm_redis_unlink_matching(queue_copy[i].key, WM_WORKER_SCAN_ROUNDS,
+									 &unlinked) != WM_REDIS_OK)
+		{
+			count_failure(0);
+			return false;
+		}
+		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_KEYS_DELETED, unlinked);
+		wm_shmem_queue_done(&queue_copy[i]);
+	}
+	if (retry && n > 0)
+	{
+		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_RETRIED, n);
+		last_attempt_failed = false;
+	}
+	return true;
+}
+
 /* One pass over the pending work; true when nothing is left. */
 static bool
 deliver_pending(void)
@@ -88,17 +165,21 @@ deliver_pending(void)
 	bool		done = true;
 
 	n = wm_shmem_snapshot_dirty(entries, &need_epoch, &upto);
-	if (!need_epoch && n == 0)
-		return true;
 	if (!wm_redis_configured())
 	{
 		/*
 		 * No Redis: nothing is cached now, but values cached before may come
 		 * back into use with Redis; require an epoch bump before that.
 		 */
-		wm_shmem_forget_all(upto);
+		if (need_epoch || n > 0)
+			wm_shmem_forget_all(upto);
+		wm_shmem_queue_clear();
 		return true;
 	}
+	if (!delete_queued_keys())
+		done = false;
+	if (!need_epoch && n == 0)
+		return done;
 
 	if (need_epoch)
 	{
@@ -115,7 +196,7 @@ deliver_pending(void)
 		}
 		count_success(1);
 		wm_shmem_epoch_done(upto);
-		return true;
+		return done;
 	}
 
 	for (i = 0; i < n; i++)

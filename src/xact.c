@@ -26,6 +26,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -34,7 +35,7 @@
 #include "redis.h"
 #include "wm_perf.h"
 
-/* Glob deletions do at most this many SCAN round trips each... */
+/* Without preload, glob deletions do at most this many SCANs each... */
 #define WM_SCAN_MAX_ROUNDS 100
 
 /* ... and all of a commit's together take at most this many timeouts. */
@@ -43,11 +44,15 @@
 /* Distinct application keys kept per transaction (then: glob patterns). */
 #define WM_MAX_PENDING_KEYS 10000
 
+/* Distinct fallback patterns kept per transaction (one per rule, usually). */
+#define WM_MAX_FALLBACKS 64
+
 typedef struct WmPendingKey
 {
 	char		key[WM_MAX_KEY_LEN];	/* hash key: must be first */
 	SubTransactionId subxid;
 	bool		pattern;
+	int			fallback;		/* index in fallbacks[], or -1 */
 } WmPendingKey;
 
 static const char *const scope_names[WM_SCOPE_COUNT] = {"routes", "bins"};
@@ -56,6 +61,13 @@ static const char *const scope_names[WM_SCOPE_COUNT] = {"routes", "bins"};
 static SubTransactionId scope_subxid[WM_SCOPE_COUNT];
 static HTAB *pending_keys = NULL;	/* in TopTransactionContext */
 
+/*
+ * The glob forms of the rules that produced exact keys: what the worker
+ * deletes instead when a failed key finds no room in its queue.
+ */
+static char *fallbacks[WM_MAX_FALLBACKS];	/* in TopTransactionContext */
+static int	nfallbacks = 0;
+
 /* Built at PRE_COMMIT, sent at COMMIT. */
 static MemoryContext delivery_context = NULL;
 static int	delivery_scope_mask = 0;
@@ -63,6 +75,7 @@ static int	n_incr = 0;
 static char **incr_keys = NULL;
 static int	n_unlink = 0;
 static char **unlink_keys = NULL;
+static char **unlink_fallbacks = NULL;	/* per key: a pattern covering it */
 static int	n_patterns = 0;
 static char **patterns = NULL;
 
@@ -123,13 +136,30 @@ wm_xact_add_scope(WmScope scope)
 	wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_RECORDED, 1);
 }
 
+static int
+fallback_index(const char *fallback)
+{
+	int			i;
+
+	if (fallback == NULL)
+		return -1;
+	for (i = 0; i < nfallbacks; i++)
+		if (strcmp(fallbacks[i], fallback) == 0)
+			return i;
+	if (nfallbacks == WM_MAX_FALLBACKS || strlen(fallback) >= WM_MAX_KEY_LEN)
+		return -1;
+	fallbacks[nfallbacks] = MemoryContextStrdup(TopTransactionContext, fallback);
+	return nfallbacks++;
+}
+
 /*
- * Record an application key (or glob pattern) to delete at commit.
+ * Record an application key (or glob pattern) to delete at commit;
+ * 'fallback' (may be NULL) is a glob pattern that covers an exact key.
  * Returns false when the per-transaction cap is reached: the caller then
  * records the rule's glob form instead.
  */
 bool
-wm_xact_add_key(const char *key, bool pattern)
+wm_xact_add_key(const char *key, bool pattern, const char *fallback)
 {
 	WmPendingKey *entry;
 	bool		found;
@@ -166,6 +196,7 @@ wm_xact_add_key(const char *key, bool pattern)
 	{
 		entry->subxid = GetCurrentSubTransactionId();
 		entry->pattern = pattern;
+		entry->fallback = pattern ? -1 : fallback_index(fallback);
 	}
 	return true;
 }
@@ -209,6 +240,7 @@ reset_pending(void)
 	for (s = 0; s < WM_SCOPE_COUNT; s++)
 		scope_subxid[s] = InvalidSubTransactionId;
 	pending_keys = NULL;		/* freed with TopTransactionContext */
+	nfallbacks = 0;
 }
 
 static void
@@ -218,7 +250,7 @@ reset_delivery(void)
 		MemoryContextReset(delivery_context);
 	delivery_scope_mask = 0;
 	n_incr = n_unlink = n_patterns = 0;
-	incr_keys = unlink_keys = patterns = NULL;
+	incr_keys = unlink_keys = unlink_fallbacks = patterns = NULL;
 }
 
 static bool
@@ -230,6 +262,22 @@ anything_pending(void)
 		if (scope_subxid[s] != InvalidSubTransactionId)
 			return true;
 	return pending_keys != NULL && hash_get_num_entries(pending_keys) > 0;
+}
+
+/* A glob pattern that matches exactly 'key'. */
+static char *
+glob_escape(const char *key)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (; *key; key++)
+	{
+		if (strchr("*?[]\\", *key) != NULL)
+			appendStringInfoChar(&buf, '\\');
+		appendStringInfoChar(&buf, *key);
+	}
+	return buf.data;
 }
 
 /* PRE_COMMIT: everything that can fail. */
@@ -265,6 +313,7 @@ prepare_delivery(void)
 
 	nkeys = pending_keys ? hash_get_num_entries(pending_keys) : 0;
 	unlink_keys = palloc(sizeof(char *) * (nkeys + 1));
+	unlink_fallbacks = palloc(sizeof(char *) * (nkeys + 1));
 	patterns = palloc(sizeof(char *) * (nkeys + 1));
 	if (nkeys > 0)
 	{
@@ -274,10 +323,47 @@ prepare_delivery(void)
 			if (entry->pattern)
 				patterns[n_patterns++] = pstrdup(entry->key);
 			else
+			{
+				unlink_fallbacks[n_unlink] = entry->fallback >= 0 ?
+					pstrdup(fallbacks[entry->fallback]) : glob_escape(entry->key);
 				unlink_keys[n_unlink++] = pstrdup(entry->key);
+			}
 		}
 	}
 	MemoryContextSwitchTo(oldcxt);
+}
+
+/* Exact keys whose UNLINK failed: to the worker, else their patterns. */
+static void
+queue_failed_keys(void)
+{
+	int			i;
+
+	for (i = 0; i < n_unlink; i++)
+		if (wm_shmem_enqueue_keys(&unlink_keys[i], 1, false) > 0)
+			(void) wm_shmem_enqueue_keys(&unlink_fallbacks[i], 1, true);
+}
+
+/* Without preload: the glob patterns, on the commit path, within a budget. */
+static bool
+unlink_patterns_now(long *unlinked)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	long		matched;
+	int			i;
+
+	for (i = 0; i < n_patterns; i++)
+	{
+		/* One budget for all patterns: the commit waits at most this. */
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
+									   WM_PATTERN_BUDGET_TIMEOUTS * wm_guc_redis_command_timeout))
+			return false;
+		if (wm_redis_unlink_matching(patterns[i], WM_SCAN_MAX_ROUNDS,
+									 &matched) != WM_REDIS_OK)
+			return false;
+		*unlinked += matched;
+	}
+	return true;
 }
 
 /*
@@ -286,19 +372,22 @@ prepare_delivery(void)
  * With shared_preload_libraries the scopes are handed to the worker: the
  * dirty flag is set in shared memory (readers bypass the scope from this
  * moment until the worker has bumped its generation) and the worker's latch
- * is set; the commit pays no network round trip.  Without preload, this
- * backend sends the bump itself.  Application keys are always deleted here.
+ * is set; the commit pays no network round trip for them.  Exact
+ * application keys are UNLINKed here, in one round trip, because the
+ * application reads them without asking PostgreSQL; glob patterns (SCAN) and
+ * exact keys whose UNLINK failed go to the worker's queue, which retries
+ * until Redis takes them.  Without preload, this backend sends the bump and
+ * scans the patterns itself, within a budget, and a failure is final
+ * (bounded by the TTLs; see docs/architecture.md).
  */
 static void
 deliver(void)
 {
 	WmRedisStatus st = WM_REDIS_OK;
 	long		unlinked = 0;
-	long		matched;
 	int			nbump = n_incr;
-	int			i;
 	int			s;
-	bool		failed = false;
+	bool		preload = wm_shmem_counters() != NULL;
 
 	if (n_incr + n_unlink + n_patterns == 0)
 		return;
@@ -316,36 +405,24 @@ deliver(void)
 
 	if (n_incr > 0 && wm_shmem_mark_dirty(MyDatabaseId, delivery_scope_mask))
 		nbump = 0;				/* the worker delivers the scopes */
+	if (preload && n_patterns > 0)
+		(void) wm_shmem_enqueue_keys(patterns, n_patterns, true);
 
 	if (nbump + n_unlink > 0)
 		st = wm_redis_deliver(nbump, incr_keys, n_unlink, unlink_keys, &unlinked);
 	if (st == WM_REDIS_OK)
 	{
-		TimestampTz start = GetCurrentTimestamp();
-
-		for (i = 0; i < n_patterns && !failed; i++)
-		{
-			/* One budget for all patterns: the commit waits at most this. */
-			if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
-										   WM_PATTERN_BUDGET_TIMEOUTS * wm_guc_redis_command_timeout))
-			{
-				failed = true;
-				break;
-			}
-			if (wm_redis_unlink_matching(patterns[i], WM_SCAN_MAX_ROUNDS,
-										 &matched) != WM_REDIS_OK)
-				failed = true;
-			unlinked += matched;
-		}
 		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_DELIVERED, nbump);
-		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_KEYS_DELETED, unlinked);
-		if (failed)
+		if (!preload && n_patterns > 0 && !unlink_patterns_now(&unlinked))
 			wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_FAILED, 1);
+		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_KEYS_DELETED, unlinked);
 		return;
 	}
 
 	/* Not delivered (keys, or scopes without preload). */
 	wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_FAILED, Max(nbump, 1));
+	if (preload)
+		queue_failed_keys();
 	for (s = 0; s < WM_SCOPE_COUNT && nbump > 0; s++)
 		if ((delivery_scope_mask & (1 << s)) != 0)
 			undelivered_mask |= 1 << s;

@@ -30,6 +30,15 @@ seed() {
         waste_mgmt:unrelated u >/dev/null
 }
 exists() { R exists "$1"; }
+# Glob patterns and failed deletions are the worker's: wait until its queue
+# (part of invalidations_pending) is empty, at most 10 s.
+settle() {
+    for _ in $(seq 200); do
+        [ "$(Q "SELECT invalidations_pending FROM wm_perf_metrics WHERE function_name = 'invalidation'")" = 0 ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
 
 # A rolled-back change deletes nothing.
 seed
@@ -52,12 +61,30 @@ seed
 Q "UPDATE core.bins SET updated_at = updated_at + interval '1 second' WHERE id = '$B1'"
 check "updated_at only keeps keys" 1 "$(exists "waste_mgmt:stats:bins:customer:$C1")"
 
-# Routes: the routes key and the dashboard keys (glob).
+# Routes: the routes key at commit, the dashboard keys (glob) by the worker.
 seed
 Q "UPDATE core.routes SET status = 'inactive' WHERE route_number = (SELECT min(route_number) FROM core.routes WHERE deleted_at IS NULL)"
-check "routes key deleted" 0 "$(exists waste_mgmt:stats:routes:global)"
+check "routes key deleted at commit" 0 "$(exists waste_mgmt:stats:routes:global)"
+settle; check "worker queue drained" 0 $?
+check "glob: dashboard of C1 deleted" 0 "$(exists "waste_mgmt:stats:dashboard:customer:$C1")"
+check "glob: dashboard global deleted" 0 "$(exists waste_mgmt:stats:dashboard:global)"
 check "bins key kept on routes change" 1 "$(exists waste_mgmt:stats:bins:global)"
+check "customer C2 key kept on routes change" 1 "$(exists "waste_mgmt:stats:bins:customer:$C2")"
 check "unrelated key kept on routes change" 1 "$(exists waste_mgmt:unrelated)"
+
+# Redis unresponsive at commit (CLIENT PAUSE longer than the command
+# timeout): the commit succeeds, the UNLINK fails, and the worker deletes the
+# keys once Redis answers again.
+seed
+before=$(Q "SELECT invalidations_retried FROM wm_perf_metrics WHERE function_name = 'invalidation'")
+R client pause 700 all >/dev/null
+Q "UPDATE core.bins SET fill_level_percent = 98 WHERE id = '$B1'"
+sleep 0.8
+settle; check "retry: worker queue drained" 0 $?
+check "retry: customer C1 key deleted" 0 "$(exists "waste_mgmt:stats:bins:customer:$C1")"
+check "retry: bins global deleted" 0 "$(exists waste_mgmt:stats:bins:global)"
+check "retry: customer C2 key kept" 1 "$(exists "waste_mgmt:stats:bins:customer:$C2")"
+check "retry: counted" t "$(Q "SELECT invalidations_retried > $before FROM wm_perf_metrics WHERE function_name = 'invalidation'")"
 
 # Keys deleted are counted.
 check "keys_deleted counted" t "$(Q "SELECT keys_deleted > 0 FROM wm_perf_metrics WHERE function_name = 'invalidation'")"
