@@ -1,0 +1,2 @@
+SELECT wm_route_statistics();
+SELECT wm_bin_statistics();
