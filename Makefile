@@ -60,6 +60,9 @@ PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 # install it first) are usable then.
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
+
+# PGXS tracks no header dependencies: every object depends on every header.
+$(OBJS): src/wm_perf.h src/redis.h src/compat.h
 else
 all install installcheck:
 	@echo "PostgreSQL server development files are missing: run 'make test' or 'make demo'" >&2

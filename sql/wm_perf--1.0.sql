@@ -104,7 +104,7 @@ LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY INVOKER;
 -- Invalidating everything is an operator's tool: not for PUBLIC.
 REVOKE ALL ON FUNCTION @extschema@.wm_cache_flush(text) FROM PUBLIC;
 COMMENT ON FUNCTION @extschema@.wm_cache_flush(text) IS
-	'Invalidates a cache scope (''routes'', ''bins'') or all scopes (NULL) at commit; returns the number of scopes';
+	'Invalidates a cache scope (''routes'', ''bins'') or all scopes and every wm_cache_rules key (NULL) at commit; returns the number of scopes plus rules recorded';
 
 /* Metrics. */
 CREATE FUNCTION @extschema@._wm_metrics(

@@ -354,14 +354,25 @@ void
 wm_shmem_forget_all(uint64 seq)
 {
 	wm_shmem_epoch_done(seq);
-	pg_atomic_write_u32(&shared->epoch_delivered, 0);
+	wm_shmem_require_epoch();
 }
 
-/* Readers bypass the cache until the worker has bumped the epoch. */
+/*
+ * Readers bypass the cache until the worker has bumped the epoch.  Every
+ * backend's local copies become unusable too: one may have been fetched
+ * from a value the epoch bump is about to make unreachable.  Post-commit
+ * safe.
+ */
 void
 wm_shmem_require_epoch(void)
 {
+	int			i;
+
+	if (shared == NULL)
+		return;
 	pg_atomic_write_u32(&shared->epoch_delivered, 0);
+	for (i = 0; i < WM_GEN_SLOTS; i++)
+		pg_atomic_fetch_add_u64(&shared->generations[i], 1);
 }
 
 /* Databases with undelivered scopes, +1 while the epoch is pending. */
@@ -401,7 +412,7 @@ key_hash(const char *key)
 /*
  * Queue keys (or glob patterns) for the worker.  Post-commit safe: takes an
  * LWLock, allocates nothing, raises nothing.  Returns how many of them did
- * not fit (0 without preload is impossible: returns n).
+ * not fit (all of them without preload).
  */
 int
 wm_shmem_enqueue_keys(char *const *keys, int n, bool pattern)

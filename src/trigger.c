@@ -234,8 +234,12 @@ record_rule(WmRule *rule, TupleDesc desc, TupleTableSlot *slot)
 
 	if (key == NULL)
 		return;
-	/* The rule's glob form covers every key it expands to. */
-	fallback = glob ? NULL : expand_rule(rule->pattern, desc, NULL, &fallback_glob);
+	/*
+	 * The rule's glob form covers every key it expands to (a rule without
+	 * placeholders has none: xact.c escapes the key itself).
+	 */
+	fallback = glob || !rule->has_placeholders ? NULL :
+		expand_rule(rule->pattern, desc, NULL, &fallback_glob);
 	if (!wm_xact_add_key(key, glob, fallback))
 	{
 		/* Too many distinct keys this transaction: delete by pattern. */

@@ -98,7 +98,8 @@ delete_queued_keys(void)
 	int			n;
 	int			i;
 	int			j;
-	bool		retry = last_attempt_failed;
+	int			completed = 0;
+	bool		done = true;
 
 	if (queue_copy == NULL)
 		queue_copy = MemoryContextAlloc(TopMemoryContext,
@@ -106,7 +107,8 @@ delete_queued_keys(void)
 	n = wm_shmem_queue_snapshot(queue_copy, &overflowed);
 	if (overflowed)
 		ereport(WARNING,
-				(errmsg("wm_perf: application keys to delete did not fit in the worker's queue"),
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("wm_perf: application keys to delete did not fit in the worker's queue"),
 				 errdetail("Some keys named by wm_cache_rules may hold stale values until they expire."),
 				 errhint("Run SELECT wm_cache_flush() in each database once Redis is reachable.")));
 	for (i = 0; i <= n; i++)
@@ -126,6 +128,7 @@ delete_queued_keys(void)
 					continue;
 				wm_shmem_queue_done(&queue_copy[j]);
 				nbatch--;
+				completed++;	/* queued only after a failed UNLINK */
 			}
 		}
 		if (i == n)
@@ -135,21 +138,23 @@ delete_queued_keys(void)
 			batch[nbatch++] = queue_copy[i].key;
 			continue;
 		}
+		/*
+		 * A pattern that fails (or does not finish its rounds) stays queued
+		 * for the next pass; the entries after it are still tried.
+		 */
 		if (wm_redis_unlink_matching(queue_copy[i].key, WM_WORKER_SCAN_ROUNDS,
 									 &unlinked) != WM_REDIS_OK)
 		{
-			count_failure(0);
-			return false;
+			wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_FAILED, 1);
+			wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_KEYS_DELETED, unlinked);
+			done = false;
+			continue;
 		}
 		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_KEYS_DELETED, unlinked);
 		wm_shmem_queue_done(&queue_copy[i]);
 	}
-	if (retry && n > 0)
-	{
-		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_RETRIED, n);
-		last_attempt_failed = false;
-	}
-	return true;
+	wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_RETRIED, completed);
+	return done;
 }
 
 /* One pass over the pending work; true when nothing is left. */
@@ -176,10 +181,8 @@ deliver_pending(void)
 		wm_shmem_queue_clear();
 		return true;
 	}
-	if (!delete_queued_keys())
-		done = false;
 	if (!need_epoch && n == 0)
-		return done;
+		return delete_queued_keys();
 
 	if (need_epoch)
 	{
@@ -196,7 +199,7 @@ deliver_pending(void)
 		}
 		count_success(1);
 		wm_shmem_epoch_done(upto);
-		return done;
+		return delete_queued_keys();
 	}
 
 	for (i = 0; i < n; i++)
@@ -223,6 +226,9 @@ deliver_pending(void)
 		count_success(nkeys);
 		wm_shmem_clear_dirty(entries[i].dboid, entries[i].seq);
 	}
+	/* Scopes first: readers bypass a dirty scope until it is delivered. */
+	if (done && !delete_queued_keys())
+		done = false;
 	return done;
 }
 

@@ -393,13 +393,19 @@ deliver(void)
 		return;
 
 	/*
-	 * No Redis configured (a server-wide setting): nothing is cached there,
-	 * but copies other backends fetched earlier must still become unusable.
+	 * No Redis configured in this backend (a server-wide setting, but the
+	 * worker and other backends may not have reloaded it yet): nothing
+	 * reaches Redis, so whatever it still holds must become unreachable
+	 * before it is used again.  Demand an epoch bump (readers bypass until
+	 * the worker has made it), which also makes every local copy unusable.
 	 */
 	if (!wm_redis_configured())
 	{
 		if (n_incr > 0)
+		{
 			wm_shmem_bump_generations(MyDatabaseId, delivery_scope_mask);
+			wm_shmem_require_epoch();
+		}
 		return;
 	}
 
