@@ -766,11 +766,14 @@ local_reset(bool keep)
 							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 }
 
-/* Memory the copies hold, as allocated (chunk rounding, the table). */
+/*
+ * Memory the copies hold, as allocated: the values (chunk rounding) and the
+ * hash table, which dynahash keeps in a child context.
+ */
 static Size
 local_memory(void)
 {
-	return local_context ? MemoryContextMemAllocated(local_context, false) : 0;
+	return local_context ? MemoryContextMemAllocated(local_context, true) : 0;
 }
 
 /* The copy for 'key' if it is still valid, as a palloc'd Jsonb. */
