@@ -6,17 +6,27 @@
 #   WM_BENCH_SECONDS duration of each pgbench run (default 10)
 #   WM_BENCH_SLOW_SECONDS duration of the runs of queries taking seconds
 #                    (recomputations and misses, and the mixes; default 30)
+#   WM_BENCH_ROUNDS  rounds of the comparisons that decide a goal within a
+#                    few percent (miss vs plain, writes); default 3
+#
+# Those comparisons alternate their variants in rounds and report the mean
+# tps of all rounds, so that drift (autovacuum, page cache, checkpoints)
+# falls on every variant alike; each round's ratio is printed too.
 source "$(dirname "${BASH_SOURCE[0]}")/../test/lib/common.sh"
 SCALE=${WM_BENCH_SCALE:-1}
 SECS=${WM_BENCH_SECONDS:-10}
 SLOW_SECS=${WM_BENCH_SLOW_SECONDS:-30}
+ROUNDS=${WM_BENCH_ROUNDS:-3}
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 wm_install_deps
 wm_build_install
 wm_make_tmp
 wm_start_redis
-wm_start_pg "shared_buffers = '2GB'" "max_connections = 50"
+# No checkpoint inside a run: each write run starts right after its own
+# CHECKPOINT, so every variant pays the same full-page images.
+wm_start_pg "shared_buffers = '2GB'" "max_connections = 50" \
+    "max_wal_size = '20GB'" "checkpoint_timeout = '1h'"
 
 log "loading scale $SCALE"
 t0=$(date +%s)
@@ -26,8 +36,9 @@ psql -X -q -d bench -c "VACUUM ANALYZE" >/dev/null
 echo "loaded and attached in $(( $(date +%s) - t0 )) s"
 NBINS=$(psql -X -At -d bench -c "SELECT count(*) FROM core.bins")
 
-# tps NAME CLIENTS SCRIPT [extra pgbench args]: prints and returns tps
-declare -A TPS
+# run NAME CLIENTS SCRIPT [extra pgbench args]: prints the run's tps; TPS
+# keeps the mean over all runs of NAME/CLIENTS, ROUND_TPS the last one.
+declare -A TPS TPS_SUM TPS_N
 run() {
     local name=$1 clients=$2 script=$3
     shift 3
@@ -38,18 +49,27 @@ run() {
     tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
     local lat
     lat=$(echo "$out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')
-    TPS["$name/$clients"]=$tps
+    ROUND_TPS=$tps
+    TPS_SUM["$name/$clients"]=$(awk -v a="${TPS_SUM[$name/$clients]:-0}" -v b="${tps:-0}" 'BEGIN { print a + b }')
+    TPS_N["$name/$clients"]=$(( ${TPS_N[$name/$clients]:-0} + 1 ))
+    TPS["$name/$clients"]=$(awk -v a="${TPS_SUM[$name/$clients]}" -v n="${TPS_N[$name/$clients]}" 'BEGIN { print a / n }')
     printf '%-34s clients=%d  tps=%12s  latency=%9s ms\n' "$name" "$clients" "$tps" "$lat"
 }
-ratio() { # ratio A B: latency(A)/latency(B) = tps(B)/tps(A)
+ratio() { # ratio A B: latency(A)/latency(B) = tps(B)/tps(A), mean tps of all rounds
     awk -v a="${TPS[$1]}" -v b="${TPS[$2]}" 'BEGIN { if (a > 0) printf "%.4g", b / a; else print "n/a" }'
+}
+# round_ratios BASE X: latency(X)/latency(BASE) of each round, in order
+declare -A ROUND_LIST
+note_round() { ROUND_LIST["$1"]="${ROUND_LIST[$1]:-} $ROUND_TPS"; }
+round_ratios() {
+    paste -d' ' <(echo ${ROUND_LIST[$1]} | tr ' ' '\n') <(echo ${ROUND_LIST[$2]} | tr ' ' '\n') |
+        awk '$2 > 0 { printf "%s%.4g", sep, $1 / $2; sep = " " } END { print "" }'
 }
 
 log "statistics: plain SQL vs matview vs wm_perf hit / miss"
 # The fairest matview baseline: the finished statistics in a one-row matview.
 psql -X -q -d bench -c "CREATE MATERIALIZED VIEW bench_bin_stats_json AS SELECT wm_bin_statistics() AS s"
 for c in 1 2; do
-    RUN_SECS=$SLOW_SECS run plain_bin_stats "$c" "$BENCH/plain_bin_stats.sql"
     run matview_bin_stats "$c" "$BENCH/matview_bin_stats.sql"
     run matview_json "$c" "$BENCH/matview_json.sql"
     run select_1 "$c" "$BENCH/select_1.sql"
@@ -59,34 +79,49 @@ for c in 1 2; do
     export PGOPTIONS="-c wm_perf.local_cache_size=0"
     run wm_bin_stats_hit_redis "$c" "$BENCH/wm_bin_stats_hit.sql"
     unset PGOPTIONS
-    RUN_SECS=$SLOW_SECS run wm_bin_stats_miss "$c" "$BENCH/wm_bin_stats_miss.sql"
-    RUN_SECS=$SLOW_SECS run wm_bin_stats_no_cache "$c" "$BENCH/wm_bin_stats_no_cache.sql"
-    RUN_SECS=$SLOW_SECS run plain_bin_stats_again "$c" "$BENCH/plain_bin_stats.sql"
+    # Plain SQL, a miss and a bypassed computation, alternating.
+    for r in $(seq "$ROUNDS"); do
+        RUN_SECS=$SLOW_SECS run plain_bin_stats "$c" "$BENCH/plain_bin_stats.sql"
+        note_round "plain/$c"
+        RUN_SECS=$SLOW_SECS run wm_bin_stats_miss "$c" "$BENCH/wm_bin_stats_miss.sql"
+        note_round "miss/$c"
+        RUN_SECS=$SLOW_SECS run wm_bin_stats_no_cache "$c" "$BENCH/wm_bin_stats_no_cache.sql"
+        note_round "no_cache/$c"
+    done
     run plain_route_stats "$c" "$BENCH/plain_route_stats.sql"
     run wm_route_stats_hit "$c" "$BENCH/wm_route_stats_hit.sql"
 done
 for c in 1 2; do
     echo "clients=$c: bin hit / one-row matview read = $(ratio wm_bin_stats_hit/$c matview_json/$c)x latency" \
          "(Redis hit, local copies off: $(ratio wm_bin_stats_hit_redis/$c matview_json/$c)x);" \
-         "miss / plain (second plain run) = $(ratio wm_bin_stats_miss/$c plain_bin_stats_again/$c)x;" \
          "bin hit / aggregating mv_bin_statistics = $(ratio wm_bin_stats_hit/$c matview_bin_stats/$c)x;" \
          "hit vs plain recomputation = $(ratio plain_bin_stats/$c wm_bin_stats_hit/$c)x faster;" \
-         "miss / plain = $(ratio wm_bin_stats_miss/$c plain_bin_stats/$c)x;" \
-         "no-cache / plain = $(ratio wm_bin_stats_no_cache/$c plain_bin_stats/$c)x;" \
          "route hit vs plain = $(ratio plain_route_stats/$c wm_route_stats_hit/$c)x faster"
+    echo "clients=$c: miss / plain = $(ratio wm_bin_stats_miss/$c plain_bin_stats/$c)x latency over $ROUNDS rounds" \
+         "(rounds: $(round_ratios plain/$c miss/$c));" \
+         "no-cache / plain = $(ratio wm_bin_stats_no_cache/$c plain_bin_stats/$c)x (rounds: $(round_ratios plain/$c no_cache/$c))"
 done
 
 log "writes: no trigger vs pg_notify trigger vs wm_perf triggers"
+# write_run NAME CLIENTS: one write run, after a CHECKPOINT
+write_run() {
+    psql -X -q -d bench -c "CHECKPOINT"
+    run "$1" "$2" "$BENCH/writes.sql"
+    note_round "$1/$2"
+}
 for c in 1 2; do
-    psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_detach()" >/dev/null
-    run writes_no_trigger "$c" "$BENCH/writes.sql"
-    psql -X -q -d bench -f "$BENCH/notify_trigger.sql" >/dev/null
-    run writes_pg_notify "$c" "$BENCH/writes.sql"
-    psql -X -q -d bench -c "DROP TRIGGER bench_notify ON core.bins; DROP TRIGGER bench_notify ON core.service_events" >/dev/null
-    psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_attach()" >/dev/null
-    run writes_wm_perf "$c" "$BENCH/writes.sql"
-    echo "clients=$c: wm_perf write cost = $(ratio writes_wm_perf/$c writes_no_trigger/$c)x latency of no trigger;" \
-         "pg_notify = $(ratio writes_pg_notify/$c writes_no_trigger/$c)x"
+    for r in $(seq "$ROUNDS"); do
+        psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_detach()" >/dev/null
+        write_run writes_no_trigger "$c"
+        psql -X -q -d bench -f "$BENCH/notify_trigger.sql" >/dev/null
+        write_run writes_pg_notify "$c"
+        psql -X -q -d bench -c "DROP TRIGGER bench_notify ON core.bins; DROP TRIGGER bench_notify ON core.service_events" >/dev/null
+        psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_attach()" >/dev/null
+        write_run writes_wm_perf "$c"
+    done
+    echo "clients=$c: wm_perf write cost = $(ratio writes_wm_perf/$c writes_no_trigger/$c)x latency of no trigger" \
+         "(rounds: $(round_ratios writes_no_trigger/$c writes_wm_perf/$c));" \
+         "pg_notify = $(ratio writes_pg_notify/$c writes_no_trigger/$c)x (rounds: $(round_ratios writes_no_trigger/$c writes_pg_notify/$c))"
 done
 
 log "radius lookups: wm_perf vs plain KNN vs filter-then-sort vs the application's query"
@@ -117,13 +152,23 @@ echo "p50/p99 of wm_bins_within_radius at 10 km, 2 clients:"
 pgbench -n -d bench -c 2 -j 2 -T "$SECS" -D nbins="$NBINS" -D r=10 -f "$BENCH/radius_wm.sql" -l --log-prefix="$WM_TMP/wmlat" >/dev/null 2>&1
 cat "$WM_TMP"/wmlat.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "p50 = %.3f ms, p99 = %.3f ms (n = %d)\n", a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000, NR}'
 
-log "writes without shared_preload_libraries (commit-time round trip)"
+log "writes without shared_preload_libraries (a Redis round trip at each writing commit)"
+# A restarted server has cold buffers: its own baseline, after a warm-up.
 sed -i "s/^shared_preload_libraries = 'wm_perf'/#&/" "$WM_TMP/pgdata/postgresql.conf"
 as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -l "$WM_TMP/postgres.log" -w restart >/dev/null
+psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_detach()" >/dev/null
+RUN_SECS=$SLOW_SECS run warm_up 2 "$BENCH/writes.sql" >/dev/null
 for c in 1 2; do
-    run writes_wm_perf_no_preload "$c" "$BENCH/writes.sql"
-    echo "clients=$c: wm_perf without preload = $(ratio writes_wm_perf_no_preload/$c writes_no_trigger/$c)x latency of no trigger"
+    for r in $(seq "$ROUNDS"); do
+        psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_detach()" >/dev/null
+        write_run writes_no_trigger_no_preload "$c"
+        psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_attach()" >/dev/null
+        write_run writes_wm_perf_no_preload "$c"
+    done
+    echo "clients=$c: wm_perf without preload = $(ratio writes_wm_perf_no_preload/$c writes_no_trigger_no_preload/$c)x" \
+         "latency of no trigger (rounds: $(round_ratios writes_no_trigger_no_preload/$c writes_wm_perf_no_preload/$c))"
 done
+psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_attach()" >/dev/null
 sed -i "s/^#\(shared_preload_libraries = 'wm_perf'\)/\1/" "$WM_TMP/pgdata/postgresql.conf"
 as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -l "$WM_TMP/postgres.log" -w restart >/dev/null
 
