@@ -41,8 +41,10 @@ PG_CFLAGS += $(WM_EXTRA_CFLAGS)
 # pg_regress does not CASCADE: load the requirements explicitly.
 REGRESS = setup attach stats spatial plans invalidation guc errors privileges
 REGRESS_OPTS = --load-extension=postgis --load-extension=btree_gist --load-extension=wm_perf
+# The same server restarted without Redis and without shared_preload_libraries.
+REGRESS_NO_REDIS = setup attach no_redis spatial plans errors
 
-ISOLATION = invalidation_commit invalidation_race local_copies
+ISOLATION = invalidation_commit invalidation_race local_copies single_flight
 ISOLATION_OPTS = --load-extension=postgis --load-extension=btree_gist --load-extension=wm_perf
 
 TAP_TESTS = 1
@@ -70,10 +72,13 @@ all install installcheck:
 endif
 
 # Individual suites against an already running server (PGHOST/PGPORT).
-.PHONY: regresscheck isolationcheck tapcheck test demo bench
+.PHONY: regresscheck regresscheck-no-redis isolationcheck tapcheck test demo bench valgrind
 
 regresscheck:
 	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
+
+regresscheck-no-redis:
+	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS_NO_REDIS)
 
 isolationcheck:
 	$(pg_isolation_regress_installcheck) $(ISOLATION_OPTS) $(ISOLATION)
@@ -86,6 +91,10 @@ test:
 
 demo:
 	bash test/lib/run_demo.sh
+
+# The regress and isolation suites under valgrind (slow; not in `make test`).
+valgrind:
+	bash test/lib/run_valgrind.sh
 
 bench:
 	bash bench/run_bench.sh

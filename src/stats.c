@@ -31,6 +31,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "common/jsonapi.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -39,6 +40,8 @@
 #include "miscadmin.h"
 #include "pgtime.h"
 #include "port/pg_crc32c.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -350,6 +353,7 @@ compute_bin_statistics(pg_uuid_t *customer)
 	int			rc;
 	uint64		r;
 	int			total_row = -1;
+	int64		active = 0;
 	const char *customer_filter =
 		customer ? " AND b.customer_id OPERATOR(pg_catalog.=) $1" : "";
 	const char *event_filter =
@@ -374,8 +378,7 @@ compute_bin_statistics(pg_uuid_t *customer)
 					 " pg_catalog.count(*) FILTER (WHERE b.status OPERATOR(pg_catalog.=) 'active'"
 					 "  AND (b.fill_level_percent OPERATOR(pg_catalog.>=) 80"
 					 "   OR b.next_service_date OPERATOR(pg_catalog.<) CURRENT_DATE)),"
-					 " pg_catalog.round(pg_catalog.avg(b.capacity_cubic_yards), 2),"
-					 " pg_catalog.count(*) FILTER (WHERE b.status OPERATOR(pg_catalog.=) 'active')"
+					 " pg_catalog.round(pg_catalog.avg(b.capacity_cubic_yards), 2)"
 					 " FROM %s b JOIN %s c ON c.id OPERATOR(pg_catalog.=) b.customer_id"
 					 " WHERE b.deleted_at IS NULL AND c.deleted_at IS NULL%s"
 					 " GROUP BY GROUPING SETS ((b.status), (b.bin_type), (b.material), ())",
@@ -411,9 +414,25 @@ compute_bin_statistics(pg_uuid_t *customer)
 	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	wm_spi_check(rc, SPI_OK_SELECT, "computing bin statistics");
 
+	/*
+	 * The grand total row, and "active" from the byStatus row of 'active'
+	 * (no aggregate of its own: one aggregate less per row and grouping set).
+	 */
 	for (r = 0; r < SPI_processed; r++)
-		if (get_int8(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1) == 7)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		int64		grouping = get_int8(tup, SPI_tuptable->tupdesc, 1);
+
+		if (grouping == 7)
 			total_row = (int) r;
+		else if (grouping == 3)
+		{
+			char	   *status = SPI_getvalue(tup, SPI_tuptable->tupdesc, 2);
+
+			if (status != NULL && strcmp(status, "active") == 0)
+				active = get_int8(tup, SPI_tuptable->tupdesc, 5);
+		}
+	}
 
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	if (total_row >= 0)
@@ -422,7 +441,7 @@ compute_bin_statistics(pg_uuid_t *customer)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 
 		push_int(&st, "total", get_int8(tup, desc, 5));
-		push_int(&st, "active", get_int8(tup, desc, 12));
+		push_int(&st, "active", active);
 		push_key(&st, "smartBins");
 		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 		push_int(&st, "gpsEnabled", get_int8(tup, desc, 6));
@@ -825,6 +844,92 @@ local_store(const char *key, uint64 generation, Jsonb *value)
 	memcpy(e->value, value, VARSIZE(value));
 }
 
+/* The key a value is stored under (wm_redis_lookup's layout). */
+static char *
+value_key(const char *vprefix, const WmCacheVersion *version, const char *vsuffix)
+{
+	return psprintf("%s:%s:e%s:g%s%s", vprefix, version->run_id,
+					version->epoch, version->generation, vsuffix);
+}
+
+/*
+ * Single flight: when a value is missing, the first backend to miss it
+ * computes it while holding a lock on its key, and the backends that miss
+ * the same key meanwhile wait for that lock instead of computing the same
+ * statistics at the same time (a dashboard's thundering herd after each
+ * write), then look again and are served what it stored.
+ *
+ * The lock is a heavyweight lock in the advisory space, with a field4
+ * no SQL-level advisory lock uses, on a hash of the value's key (which
+ * includes its generation): visible in pg_locks, released at the latest
+ * when the (sub)transaction ends, and the deadlock detector sees the wait.
+ * A caller never waits when its transaction holds an ACCESS EXCLUSIVE lock
+ * on a table the computation reads (the computing backend would wait for it),
+ * and lock_timeout does not apply to the wait (statement_timeout does): a
+ * read must not fail because another backend's computation is slow.
+ */
+#define WM_FLIGHT_LOCK_CLASS 0x574d	/* "WM" */
+
+typedef struct WmFlight
+{
+	bool		leading;		/* this backend holds the key's lock */
+	LOCKTAG		tag;
+} WmFlight;
+
+/*
+ * Returns true if this backend waited for another one that was computing
+ * the value (look again), false if it is to compute the value itself (and
+ * holds the key's lock if it could take it).
+ */
+static bool
+flight_join(WmFlight *flight, const char *vprefix, const WmCacheVersion *version,
+			const char *vsuffix, const WmTable *tables, int ntables)
+{
+	char	   *key = value_key(vprefix, version, vsuffix);
+	uint64		h = hash_bytes_extended((const unsigned char *) key, strlen(key), 0);
+	int			save_lock_timeout = LockTimeout;
+	int			i;
+
+	pfree(key);
+	SET_LOCKTAG_ADVISORY(flight->tag, MyDatabaseId, (uint32) (h >> 32),
+						 (uint32) h, WM_FLIGHT_LOCK_CLASS);
+	if (LockAcquire(&flight->tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+	{
+		flight->leading = true;
+		return false;
+	}
+	for (i = 0; i < ntables; i++)
+	{
+		LOCKTAG		rel;
+
+		SET_LOCKTAG_RELATION(rel, MyDatabaseId, wm_table_oid(tables[i]));
+		if (LockHeldByMe(&rel, AccessExclusiveLock))
+			return false;
+	}
+
+	/* Wait for the computing backend, then let the next one in. */
+	LockTimeout = 0;
+	PG_TRY();
+	{
+		(void) LockAcquire(&flight->tag, ShareLock, false, false);
+	}
+	PG_FINALLY();
+	{
+		LockTimeout = save_lock_timeout;
+	}
+	PG_END_TRY();
+	LockRelease(&flight->tag, ShareLock, false);
+	return true;
+}
+
+static void
+flight_leave(WmFlight *flight)
+{
+	if (flight->leading)
+		LockRelease(&flight->tag, ExclusiveLock, false);
+	flight->leading = false;
+}
+
 typedef Jsonb *(*WmComputeFn) (void *arg);
 
 /*
@@ -849,6 +954,7 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 	bool		use_local;
 	uint64		local_gen = 0;
 	char		local_key[WM_MAX_KEY_LEN];
+	WmFlight	flight = {0};
 
 	wm_metrics_add(kind, WM_COUNTER_CALLS, 1);
 
@@ -887,6 +993,22 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 
 	rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, vsuffix,
 						  &version, &value, &value_len);
+	if (rst == WM_REDIS_OK && value == NULL &&
+		flight_join(&flight, vprefix, &version, vsuffix, tables, ntables))
+	{
+		/*
+		 * Another backend was computing this value and has finished: look
+		 * again, from the start (a commit may have come meanwhile).
+		 */
+		if (!cache_usable(scope, tables, ntables))
+		{
+			wm_metrics_add(kind, WM_COUNTER_BYPASSES, 1);
+			result = compute(arg);
+			goto done;
+		}
+		rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, vsuffix,
+							  &version, &value, &value_len);
+	}
 	if (rst != WM_REDIS_OK)
 	{
 		if (rst == WM_REDIS_FAILED)
@@ -915,8 +1037,7 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 	{
 		size_t		len;
 		char	   *enc = encode_value(result, &len);
-		char	   *key = psprintf("%s:%s:e%s:g%s%s", vprefix, version.run_id,
-								   version.epoch, version.generation, vsuffix);
+		char	   *key = value_key(vprefix, &version, vsuffix);
 
 		if (wm_redis_store(kind, epoch_key, gen_key, &version, key, enc, len,
 						   wm_guc_cache_ttl) == WM_REDIS_FAILED)
@@ -924,6 +1045,7 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 		if (use_local)
 			local_store(local_key, local_gen, result);
 	}
+	flight_leave(&flight);
 
 done:
 	us = (uint64) Max(GetCurrentTimestamp() - start, 0);

@@ -93,7 +93,8 @@ wm_start_pg() {
         echo "log_min_messages = warning"
         for line in "$@"; do echo "$line"; done
     } >>"$WM_TMP/pgdata/postgresql.conf"
-    as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -l "$WM_TMP/postgres.log" -w start >/dev/null
+    # WM_PG_CTL_OPTS: e.g. "-p wrapper -t 600" (run_valgrind.sh)
+    as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -l "$WM_TMP/postgres.log" ${WM_PG_CTL_OPTS:-} -w start >/dev/null
 }
 
 wm_stop_all() {

@@ -104,6 +104,15 @@ for f in "$WM_SRC"/test/integration/*.sh; do
     count_lines "integration/$(basename "$f")" "$rc" "$WM_TMP/suite.log"
 done
 
+# Last, as it reconfigures the server the suites above shared.
+log "pg_regress without Redis and without shared_preload_libraries"
+sed -i -e "s/^shared_preload_libraries = 'wm_perf'/#&/" -e "s/^wm_perf\.redis_host = /#&/" "$WM_TMP/pgdata/postgresql.conf"
+as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -l "$WM_TMP/postgres.log" -w restart >/dev/null
+if as_pg env $PGENV make -C "$WM_TMP/src" -s PG_CONFIG=$PG_CONFIG regresscheck-no-redis >"$WM_TMP/regress.log" 2>&1; then :; fi
+cat "$WM_TMP/regress.log"
+count_pg_regress regress-no-redis "$WM_TMP/regress.log" $(make_list REGRESS_NO_REDIS)
+[ -f "$WM_TMP/src/regression.diffs" ] && cat "$WM_TMP/src/regression.diffs"
+
 echo
 if [ ${#FAILURES[@]} -gt 0 ]; then
     echo "failed: ${FAILURES[*]}"
