@@ -29,4 +29,11 @@ extern void _PG_init(void);
 #define WM_INIT_MATERIALIZED_SRF(fcinfo) SetSingleFuncCall((fcinfo), 0)
 #endif
 
+/* LockHeldByMe gained an "orstronger" argument in PostgreSQL 17. */
+#if PG_VERSION_NUM >= 170000
+#define WM_LOCK_HELD_BY_ME(tag, mode) LockHeldByMe((tag), (mode), false)
+#else
+#define WM_LOCK_HELD_BY_ME(tag, mode) LockHeldByMe((tag), (mode))
+#endif
+
 #endif							/* WM_PERF_COMPAT_H */

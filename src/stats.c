@@ -28,6 +28,7 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
@@ -40,6 +41,7 @@
 #include "miscadmin.h"
 #include "pgtime.h"
 #include "port/pg_crc32c.h"
+#include "storage/latch.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
@@ -52,7 +54,9 @@
 #include "utils/rls.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
+#include "utils/wait_event.h"
 
+#include "compat.h"
 #include "redis.h"
 #include "wm_perf.h"
 
@@ -862,13 +866,17 @@ value_key(const char *vprefix, const WmCacheVersion *version, const char *vsuffi
  * The lock is a heavyweight lock in the advisory space, with a field4
  * no SQL-level advisory lock uses, on a hash of the value's key (which
  * includes its generation): visible in pg_locks, released at the latest
- * when the (sub)transaction ends, and the deadlock detector sees the wait.
- * A caller never waits when its transaction holds an ACCESS EXCLUSIVE lock
- * on a table the computation reads (the computing backend would wait for it),
- * and lock_timeout does not apply to the wait (statement_timeout does): a
- * read must not fail because another backend's computation is slow.
+ * when the (sub)transaction ends.  A caller waits only if its transaction
+ * can hold no lock the computing backend needs: no transaction id (every
+ * DDL, and every write, has one) and no ACCESS EXCLUSIVE lock on a table
+ * of the statistic (LOCK TABLE under wal_level = minimal takes one without
+ * a transaction id).  With lock_timeout = 0 it is an ordinary lock wait,
+ * which the deadlock detector sees; with lock_timeout set, the caller polls
+ * for at most lock_timeout and then computes itself: a read does not fail
+ * because another backend's computation is slow.
  */
 #define WM_FLIGHT_LOCK_CLASS 0x574d	/* "WM" */
+#define WM_FLIGHT_POLL_MS 5
 
 typedef struct WmFlight
 {
@@ -876,10 +884,28 @@ typedef struct WmFlight
 	LOCKTAG		tag;
 } WmFlight;
 
+static bool
+flight_may_wait(const WmTable *tables, int ntables)
+{
+	int			i;
+
+	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		return false;
+	for (i = 0; i < ntables; i++)
+	{
+		LOCKTAG		rel;
+
+		SET_LOCKTAG_RELATION(rel, MyDatabaseId, wm_table_oid(tables[i]));
+		if (WM_LOCK_HELD_BY_ME(&rel, AccessExclusiveLock))
+			return false;
+	}
+	return true;
+}
+
 /*
- * Returns true if this backend waited for another one that was computing
- * the value (look again), false if it is to compute the value itself (and
- * holds the key's lock if it could take it).
+ * Returns true if this backend waited for another one that computed the
+ * value (look again), false if it is to compute the value itself (holding
+ * the key's lock if it could take it).
  */
 static bool
 flight_join(WmFlight *flight, const char *vprefix, const WmCacheVersion *version,
@@ -887,8 +913,6 @@ flight_join(WmFlight *flight, const char *vprefix, const WmCacheVersion *version
 {
 	char	   *key = value_key(vprefix, version, vsuffix);
 	uint64		h = hash_bytes_extended((const unsigned char *) key, strlen(key), 0);
-	int			save_lock_timeout = LockTimeout;
-	int			i;
 
 	pfree(key);
 	SET_LOCKTAG_ADVISORY(flight->tag, MyDatabaseId, (uint32) (h >> 32),
@@ -898,26 +922,27 @@ flight_join(WmFlight *flight, const char *vprefix, const WmCacheVersion *version
 		flight->leading = true;
 		return false;
 	}
-	for (i = 0; i < ntables; i++)
-	{
-		LOCKTAG		rel;
+	if (!flight_may_wait(tables, ntables))
+		return false;
 
-		SET_LOCKTAG_RELATION(rel, MyDatabaseId, wm_table_oid(tables[i]));
-		if (LockHeldByMe(&rel, AccessExclusiveLock))
-			return false;
-	}
-
-	/* Wait for the computing backend, then let the next one in. */
-	LockTimeout = 0;
-	PG_TRY();
-	{
+	if (LockTimeout <= 0)
 		(void) LockAcquire(&flight->tag, ShareLock, false, false);
-	}
-	PG_FINALLY();
+	else
 	{
-		LockTimeout = save_lock_timeout;
+		TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   LockTimeout);
+
+		while (LockAcquire(&flight->tag, ShareLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		{
+			if (GetCurrentTimestamp() >= deadline)
+				return false;
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 WM_FLIGHT_POLL_MS, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
 	}
-	PG_END_TRY();
+	/* Let the next one in at once. */
 	LockRelease(&flight->tag, ShareLock, false);
 	return true;
 }

@@ -107,11 +107,15 @@ done
 # Last, as it reconfigures the server the suites above shared.
 log "pg_regress without Redis and without shared_preload_libraries"
 sed -i -e "s/^shared_preload_libraries = 'wm_perf'/#&/" -e "s/^wm_perf\.redis_host = /#&/" "$WM_TMP/pgdata/postgresql.conf"
-as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -l "$WM_TMP/postgres.log" -w restart >/dev/null
-if as_pg env $PGENV make -C "$WM_TMP/src" -s PG_CONFIG=$PG_CONFIG regresscheck-no-redis >"$WM_TMP/regress.log" 2>&1; then :; fi
-cat "$WM_TMP/regress.log"
-count_pg_regress regress-no-redis "$WM_TMP/regress.log" $(make_list REGRESS_NO_REDIS)
-[ -f "$WM_TMP/src/regression.diffs" ] && cat "$WM_TMP/src/regression.diffs"
+if as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -l "$WM_TMP/postgres.log" -w restart >/dev/null; then
+    if as_pg env $PGENV make -C "$WM_TMP/src" -s PG_CONFIG=$PG_CONFIG regresscheck-no-redis >"$WM_TMP/regress.log" 2>&1; then :; fi
+    cat "$WM_TMP/regress.log"
+    count_pg_regress regress-no-redis "$WM_TMP/regress.log" $(make_list REGRESS_NO_REDIS)
+    [ -f "$WM_TMP/src/regression.diffs" ] && cat "$WM_TMP/src/regression.diffs"
+else
+    tail -20 "$WM_TMP/postgres.log"
+    for name in $(make_list REGRESS_NO_REDIS); do fail "regress-no-redis/$name"; done
+fi
 
 echo
 if [ ${#FAILURES[@]} -gt 0 ]; then

@@ -7,7 +7,8 @@
 # Stock Debian servers are not built with USE_VALGRIND, so memcheck sees
 # palloc'd memory only at the granularity of the allocator's malloc'd
 # blocks: it still finds uninitialised values, invalid accesses outside
-# those blocks, and every error and leak in hiredis's own malloc'd memory.
+# those blocks, and invalid accesses and definite leaks in hiredis's own
+# malloc'd memory.
 # Errors whose stacks stay inside PostgreSQL (known false positives such as
 # padding bytes written to WAL) are counted, not judged.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -23,7 +24,8 @@ wm_start_redis
 cat >"$WM_TMP/postgres-valgrind" <<EOF
 #!/bin/sh
 exec valgrind --quiet --trace-children=yes --track-origins=yes \\
-    --leak-check=no --num-callers=30 --error-limit=no --fullpath-after= \\
+    --leak-check=full --show-leak-kinds=definite \\
+    --errors-for-leak-kinds=definite --num-callers=30 --error-limit=no --fullpath-after= \\
     --log-file=$WM_TMP/valgrind.%p.log $PG_BIN/postgres "\$@"
 EOF
 chmod 755 "$WM_TMP/postgres-valgrind"
@@ -53,7 +55,7 @@ as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -m fast -t 600 -w stop >/dev/null
 log "memcheck errors"
 # One error per block between blank lines of a log ("==pid== " prefixes).
 # Our frames: our sources (full paths, --fullpath-after=), or hiredis.
-OURS="$WM_SRC/src/|wm_perf\\.so|libhiredis"
+OURS="$WM_SRC/src/|wm_perf\.so|libhiredis"
 report=$WM_TMP/valgrind.report
 : >"$report"
 total=0
@@ -62,10 +64,10 @@ for f in "$WM_TMP"/valgrind.*.log; do
     blocks=$(sed 's/^==[0-9]*== \{0,1\}//' "$f" | awk -v RS= -v ORS='\n\n' '/at 0x|by 0x/')
     [ -n "$blocks" ] || continue
     n=$(printf '%s' "$blocks" | awk -v RS= 'END { print NR }')
-    m=$(printf '%s' "$blocks" | awk -v RS= -v re="$OURS" '$0 ~ re { n++ } END { print n + 0 }')
+    m=$(printf '%s' "$blocks" | OURS="$OURS" awk -v RS= '$0 ~ ENVIRON["OURS"] { n++ } END { print n + 0 }')
     total=$((total + n))
     ours=$((ours + m))
-    printf '%s' "$blocks" | awk -v RS= -v ORS='\n\n' -v re="$OURS" '$0 ~ re' >>"$report"
+    printf '%s' "$blocks" | OURS="$OURS" awk -v RS= -v ORS='\n\n' '$0 ~ ENVIRON["OURS"]' >>"$report"
 done
 cat "$report"
 echo "processes logged: $(ls "$WM_TMP"/valgrind.*.log | wc -l)"
