@@ -66,126 +66,154 @@ round_ratios() {
         awk '$2 > 0 { printf "%s%.4g", sep, $1 / $2; sep = " " } END { print "" }'
 }
 
-log "statistics: plain SQL vs matview vs wm_perf hit / miss"
-# The fairest matview baseline: the finished statistics in a one-row matview.
-psql -X -q -d bench -c "CREATE MATERIALIZED VIEW bench_bin_stats_json AS SELECT wm_bin_statistics() AS s"
-for c in 1 2; do
-    run matview_bin_stats "$c" "$BENCH/matview_bin_stats.sql"
-    run matview_json "$c" "$BENCH/matview_json.sql"
-    run select_1 "$c" "$BENCH/select_1.sql"
-    # A hit served from the backend's local copy (the default with preload),
-    # and one that always asks Redis (local copies off).
-    run wm_bin_stats_hit "$c" "$BENCH/wm_bin_stats_hit.sql"
-    export PGOPTIONS="-c wm_perf.local_cache_size=0"
-    run wm_bin_stats_hit_redis "$c" "$BENCH/wm_bin_stats_hit.sql"
-    unset PGOPTIONS
-    # Plain SQL, a miss and a bypassed computation, alternating.
-    for r in $(seq "$ROUNDS"); do
-        RUN_SECS=$SLOW_SECS run plain_bin_stats "$c" "$BENCH/plain_bin_stats.sql"
-        note_round "plain/$c"
-        RUN_SECS=$SLOW_SECS run wm_bin_stats_miss "$c" "$BENCH/wm_bin_stats_miss.sql"
-        note_round "miss/$c"
-        RUN_SECS=$SLOW_SECS run wm_bin_stats_no_cache "$c" "$BENCH/wm_bin_stats_no_cache.sql"
-        note_round "no_cache/$c"
-    done
-    run plain_route_stats "$c" "$BENCH/plain_route_stats.sql"
-    run wm_route_stats_hit "$c" "$BENCH/wm_route_stats_hit.sql"
-done
-for c in 1 2; do
-    echo "clients=$c: bin hit / one-row matview read = $(ratio wm_bin_stats_hit/$c matview_json/$c)x latency" \
-         "(Redis hit, local copies off: $(ratio wm_bin_stats_hit_redis/$c matview_json/$c)x);" \
-         "bin hit / aggregating mv_bin_statistics = $(ratio wm_bin_stats_hit/$c matview_bin_stats/$c)x;" \
-         "hit vs plain recomputation = $(ratio plain_bin_stats/$c wm_bin_stats_hit/$c)x faster;" \
-         "route hit vs plain = $(ratio plain_route_stats/$c wm_route_stats_hit/$c)x faster"
-    echo "clients=$c: miss / plain = $(ratio wm_bin_stats_miss/$c plain_bin_stats/$c)x latency over $ROUNDS rounds" \
-         "(rounds: $(round_ratios plain/$c miss/$c));" \
-         "no-cache / plain = $(ratio wm_bin_stats_no_cache/$c plain_bin_stats/$c)x (rounds: $(round_ratios plain/$c no_cache/$c))"
-done
+# Sections to run (all by default), e.g. WM_BENCH_SECTIONS="writes no_preload".
+SECTIONS=${WM_BENCH_SECTIONS:-stats writes radius no_preload mixes}
+section() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
-log "writes: no trigger vs pg_notify trigger vs wm_perf triggers"
 # write_run NAME CLIENTS: one write run, after a CHECKPOINT
 write_run() {
     psql -X -q -d bench -c "CHECKPOINT"
     run "$1" "$2" "$BENCH/writes.sql"
     note_round "$1/$2"
 }
-for c in 1 2; do
-    for r in $(seq "$ROUNDS"); do
-        psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_detach()" >/dev/null
-        write_run writes_no_trigger "$c"
-        psql -X -q -d bench -f "$BENCH/notify_trigger.sql" >/dev/null
-        write_run writes_pg_notify "$c"
-        psql -X -q -d bench -c "DROP TRIGGER bench_notify ON core.bins; DROP TRIGGER bench_notify ON core.service_events" >/dev/null
-        psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_attach()" >/dev/null
-        write_run writes_wm_perf "$c"
-    done
-    echo "clients=$c: wm_perf write cost = $(ratio writes_wm_perf/$c writes_no_trigger/$c)x latency of no trigger" \
-         "(rounds: $(round_ratios writes_no_trigger/$c writes_wm_perf/$c));" \
-         "pg_notify = $(ratio writes_pg_notify/$c writes_no_trigger/$c)x (rounds: $(round_ratios writes_no_trigger/$c writes_pg_notify/$c))"
-done
 
-log "radius lookups: wm_perf vs plain KNN vs filter-then-sort vs the application's query"
-psql -X -q -d bench -f "$BENCH/spatial_setup.sql" >/dev/null
-for r in 0.5 1 2 10; do
+if section stats; then
+    log "statistics: plain SQL vs matview vs wm_perf hit / miss"
+    # The fairest matview baseline: the finished statistics in a one-row matview.
+    psql -X -q -d bench -c "CREATE MATERIALIZED VIEW bench_bin_stats_json AS SELECT wm_bin_statistics() AS s"
     for c in 1 2; do
-        run "radius_wm_r$r" "$c" "$BENCH/radius_wm.sql" -D r=$r
-        run "radius_knn_r$r" "$c" "$BENCH/radius_knn.sql" -D r=$r
-        run "radius_sort_r$r" "$c" "$BENCH/radius_sort.sql" -D r=$r
-        echo "r=$r km clients=$c: wm / plain KNN = $(ratio radius_wm_r$r/$c radius_knn_r$r/$c)x latency;" \
-             "filter-then-sort / wm = $(ratio radius_sort_r$r/$c radius_wm_r$r/$c)x"
+        run matview_bin_stats "$c" "$BENCH/matview_bin_stats.sql"
+        run matview_json "$c" "$BENCH/matview_json.sql"
+        run select_1 "$c" "$BENCH/select_1.sql"
+        # A hit served from the backend's local copy (the default with preload),
+        # and one that always asks Redis (local copies off).
+        run wm_bin_stats_hit "$c" "$BENCH/wm_bin_stats_hit.sql"
+        export PGOPTIONS="-c wm_perf.local_cache_size=0"
+        run wm_bin_stats_hit_redis "$c" "$BENCH/wm_bin_stats_hit.sql"
+        unset PGOPTIONS
+        # Plain SQL, a miss and a bypassed computation, alternating.
+        for r in $(seq "$ROUNDS"); do
+            RUN_SECS=$SLOW_SECS run plain_bin_stats "$c" "$BENCH/plain_bin_stats.sql"
+            note_round "plain/$c"
+            RUN_SECS=$SLOW_SECS run wm_bin_stats_miss "$c" "$BENCH/wm_bin_stats_miss.sql"
+            note_round "miss/$c"
+            RUN_SECS=$SLOW_SECS run wm_bin_stats_no_cache "$c" "$BENCH/wm_bin_stats_no_cache.sql"
+            note_round "no_cache/$c"
+        done
+        run plain_route_stats "$c" "$BENCH/plain_route_stats.sql"
+        run wm_route_stats_hit "$c" "$BENCH/wm_route_stats_hit.sql"
     done
-done
-# The application's own query cannot use an index: a short run at 2 km.
-SECS_SAVED=$SECS; SECS=$(( SECS < 10 ? SECS : 10 ))
-run radius_app_r2 1 "$BENCH/radius_app.sql" -D r=2
-SECS=$SECS_SAVED
-echo "application query / wm at 2 km = $(ratio radius_app_r2/1 radius_wm_r2/1)x"
-# A full (non-partial) GiST index, for comparison with the partial one.
-psql -X -q -d bench -c "CREATE INDEX bench_full_gist ON core.bins USING gist ((location::geography))" \
-     -c "DROP INDEX core.bins_location_active_gist_idx" -c "ANALYZE core.bins"
-run radius_knn_full_r2 1 "$BENCH/radius_knn.sql" -D r=2
-echo "plain KNN on a full GiST / on the partial GiST at 2 km = $(ratio radius_knn_full_r2/1 radius_knn_r2/1)x"
-psql -X -q -d bench -c "DROP INDEX core.bench_full_gist" -c "SELECT count(*) FROM wm_perf_attach()" >/dev/null
-log "exactness: plain KNN vs the exact nearest (360 samples)"
-psql -X -d bench -f "$BENCH/radius_exactness.sql"
-echo "p50/p99 of wm_bins_within_radius at 10 km, 2 clients:"
-pgbench -n -d bench -c 2 -j 2 -T "$SECS" -D nbins="$NBINS" -D r=10 -f "$BENCH/radius_wm.sql" -l --log-prefix="$WM_TMP/wmlat" >/dev/null 2>&1
-cat "$WM_TMP"/wmlat.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "p50 = %.3f ms, p99 = %.3f ms (n = %d)\n", a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000, NR}'
-
-log "writes without shared_preload_libraries (a Redis round trip at each writing commit)"
-# A restarted server has cold buffers: its own baseline, after a warm-up.
-sed -i "s/^shared_preload_libraries = 'wm_perf'/#&/" "$WM_TMP/pgdata/postgresql.conf"
-as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -l "$WM_TMP/postgres.log" -w restart >/dev/null
-psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_detach()" >/dev/null
-RUN_SECS=$SLOW_SECS run warm_up 2 "$BENCH/writes.sql" >/dev/null
-for c in 1 2; do
-    for r in $(seq "$ROUNDS"); do
-        psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_detach()" >/dev/null
-        write_run writes_no_trigger_no_preload "$c"
-        psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_attach()" >/dev/null
-        write_run writes_wm_perf_no_preload "$c"
-    done
-    echo "clients=$c: wm_perf without preload = $(ratio writes_wm_perf_no_preload/$c writes_no_trigger_no_preload/$c)x" \
-         "latency of no trigger (rounds: $(round_ratios writes_no_trigger_no_preload/$c writes_wm_perf_no_preload/$c))"
-done
-psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_attach()" >/dev/null
-sed -i "s/^#\(shared_preload_libraries = 'wm_perf'\)/\1/" "$WM_TMP/pgdata/postgresql.conf"
-as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -l "$WM_TMP/postgres.log" -w restart >/dev/null
-
-log "95/5 read/write mixes: hit ratio and stale reads"
-# Every write changes bin statistics, so the read after it must miss: with
-# bin-statistics reads only, the hit ratio cannot exceed about
-# 1 - writes/reads (0.947 at 95/5).  The dashboard mix reads route and bin
-# statistics in each read transaction, as the application's dashboard does.
-final_check() {
-    psql -X -At -d bench -c "SELECT CASE WHEN (wm_bin_statistics() - 'computedAt') = (SELECT wm_bin_statistics() - 'computedAt' FROM (SELECT set_config('wm_perf.cache_enabled', 'off', true)) s) AND (wm_route_statistics() - 'computedAt') = (SELECT wm_route_statistics() - 'computedAt' FROM (SELECT set_config('wm_perf.cache_enabled', 'off', true)) s) THEN 'final reads exact: yes' ELSE 'final reads exact: NO' END"
-}
-for mix in mix_read mix_dashboard; do
     for c in 1 2; do
-        psql -X -q -d bench -c "SELECT wm_perf_metrics_reset()" >/dev/null
-        RUN_SECS=$((SLOW_SECS * 2)) run "${mix}_95_5" "$c" "$BENCH/$mix.sql@95" -f "$BENCH/writes.sql@5"
-        echo "$LAST_OUT" | grep -E '^SQL script|^ - [0-9]+ transactions' | paste - - | sed 's/^/    /'
-        psql -X -d bench -c "SELECT function_name, calls, cache_hits, local_hits, cache_misses, cache_bypasses, hit_ratio FROM wm_perf_metrics WHERE calls > 0"
-        final_check
+        echo "clients=$c: bin hit / one-row matview read = $(ratio wm_bin_stats_hit/$c matview_json/$c)x latency" \
+             "(Redis hit, local copies off: $(ratio wm_bin_stats_hit_redis/$c matview_json/$c)x);" \
+             "bin hit / aggregating mv_bin_statistics = $(ratio wm_bin_stats_hit/$c matview_bin_stats/$c)x;" \
+             "hit vs plain recomputation = $(ratio plain_bin_stats/$c wm_bin_stats_hit/$c)x faster;" \
+             "route hit vs plain = $(ratio plain_route_stats/$c wm_route_stats_hit/$c)x faster"
+        echo "clients=$c: miss / plain = $(ratio wm_bin_stats_miss/$c plain_bin_stats/$c)x latency over $ROUNDS rounds" \
+             "(rounds: $(round_ratios plain/$c miss/$c));" \
+             "no-cache / plain = $(ratio wm_bin_stats_no_cache/$c plain_bin_stats/$c)x (rounds: $(round_ratios plain/$c no_cache/$c))"
     done
-done
+fi
+
+if section writes; then
+    log "writes: no trigger vs pg_notify trigger vs wm_perf triggers"
+    # No autovacuum of the written tables during write runs: it would fall
+    # into one variant's run.  Reset after the section.
+    psql -X -q -d bench -c "ALTER TABLE core.bins SET (autovacuum_enabled = off)" \
+         -c "ALTER TABLE core.service_events SET (autovacuum_enabled = off)" -c "VACUUM core.bins"
+    for c in 1 2; do
+        for r in $(seq "$ROUNDS"); do
+            psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_detach()" >/dev/null
+            write_run writes_no_trigger "$c"
+            psql -X -q -d bench -f "$BENCH/notify_trigger.sql" >/dev/null
+            write_run writes_pg_notify "$c"
+            psql -X -q -d bench -c "DROP TRIGGER bench_notify ON core.bins; DROP TRIGGER bench_notify ON core.service_events" >/dev/null
+            psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_attach()" >/dev/null
+            write_run writes_wm_perf "$c"
+        done
+        echo "clients=$c: wm_perf write cost = $(ratio writes_wm_perf/$c writes_no_trigger/$c)x latency of no trigger" \
+             "(rounds: $(round_ratios writes_no_trigger/$c writes_wm_perf/$c));" \
+             "pg_notify = $(ratio writes_pg_notify/$c writes_no_trigger/$c)x (rounds: $(round_ratios writes_no_trigger/$c writes_pg_notify/$c))"
+    done
+    psql -X -q -d bench -c "ALTER TABLE core.bins RESET (autovacuum_enabled)" \
+         -c "ALTER TABLE core.service_events RESET (autovacuum_enabled)"
+fi
+
+if section radius; then
+    log "radius lookups: wm_perf vs plain KNN vs filter-then-sort vs the application's query"
+    psql -X -q -d bench -f "$BENCH/spatial_setup.sql" >/dev/null
+    for r in 0.5 1 2 10; do
+        for c in 1 2; do
+            run "radius_wm_r$r" "$c" "$BENCH/radius_wm.sql" -D r=$r
+            run "radius_knn_r$r" "$c" "$BENCH/radius_knn.sql" -D r=$r
+            run "radius_sort_r$r" "$c" "$BENCH/radius_sort.sql" -D r=$r
+            echo "r=$r km clients=$c: wm / plain KNN = $(ratio radius_wm_r$r/$c radius_knn_r$r/$c)x latency;" \
+                 "filter-then-sort / wm = $(ratio radius_sort_r$r/$c radius_wm_r$r/$c)x"
+        done
+    done
+    # The application's own query cannot use an index: a short run at 2 km.
+    SECS_SAVED=$SECS; SECS=$(( SECS < 10 ? SECS : 10 ))
+    run radius_app_r2 1 "$BENCH/radius_app.sql" -D r=2
+    SECS=$SECS_SAVED
+    echo "application query / wm at 2 km = $(ratio radius_app_r2/1 radius_wm_r2/1)x"
+    # A full (non-partial) GiST index, for comparison with the partial one.
+    psql -X -q -d bench -c "CREATE INDEX bench_full_gist ON core.bins USING gist ((location::geography))" \
+         -c "DROP INDEX core.bins_location_active_gist_idx" -c "ANALYZE core.bins"
+    run radius_knn_full_r2 1 "$BENCH/radius_knn.sql" -D r=2
+    echo "plain KNN on a full GiST / on the partial GiST at 2 km = $(ratio radius_knn_full_r2/1 radius_knn_r2/1)x"
+    psql -X -q -d bench -c "DROP INDEX core.bench_full_gist" -c "SELECT count(*) FROM wm_perf_attach()" >/dev/null
+    log "exactness: plain KNN vs the exact nearest (360 samples)"
+    psql -X -d bench -f "$BENCH/radius_exactness.sql"
+    echo "p50/p99 of wm_bins_within_radius at 10 km, 2 clients:"
+    pgbench -n -d bench -c 2 -j 2 -T "$SECS" -D nbins="$NBINS" -D r=10 -f "$BENCH/radius_wm.sql" -l --log-prefix="$WM_TMP/wmlat" >/dev/null 2>&1
+    cat "$WM_TMP"/wmlat.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "p50 = %.3f ms, p99 = %.3f ms (n = %d)\n", a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000, NR}'
+fi
+
+if section no_preload; then
+    log "writes without shared_preload_libraries (a Redis round trip at each writing commit)"
+    # No autovacuum of the written tables during write runs: it would fall
+    # into one variant's run.  Reset after the section.
+    psql -X -q -d bench -c "ALTER TABLE core.bins SET (autovacuum_enabled = off)" \
+         -c "ALTER TABLE core.service_events SET (autovacuum_enabled = off)" -c "VACUUM core.bins"
+    # A restarted server has cold buffers: its own baseline, after a warm-up.
+    sed -i "s/^shared_preload_libraries = 'wm_perf'/#&/" "$WM_TMP/pgdata/postgresql.conf"
+    as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -l "$WM_TMP/postgres.log" -w restart >/dev/null
+    psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_detach()" >/dev/null
+    RUN_SECS=$SLOW_SECS run warm_up 2 "$BENCH/writes.sql" >/dev/null
+    for c in 1 2; do
+        for r in $(seq "$ROUNDS"); do
+            psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_detach()" >/dev/null
+            write_run writes_no_trigger_no_preload "$c"
+            psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_attach()" >/dev/null
+            write_run writes_wm_perf_no_preload "$c"
+        done
+        echo "clients=$c: wm_perf without preload = $(ratio writes_wm_perf_no_preload/$c writes_no_trigger_no_preload/$c)x" \
+             "latency of no trigger (rounds: $(round_ratios writes_no_trigger_no_preload/$c writes_wm_perf_no_preload/$c))"
+    done
+    psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_attach()" >/dev/null
+    sed -i "s/^#\(shared_preload_libraries = 'wm_perf'\)/\1/" "$WM_TMP/pgdata/postgresql.conf"
+    as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -l "$WM_TMP/postgres.log" -w restart >/dev/null
+    psql -X -q -d bench -c "ALTER TABLE core.bins RESET (autovacuum_enabled)" \
+         -c "ALTER TABLE core.service_events RESET (autovacuum_enabled)"
+fi
+
+if section mixes; then
+    log "95/5 read/write mixes: hit ratio and stale reads"
+    # Every write changes bin statistics, so the read after it must miss: with
+    # bin-statistics reads only, an exact cache's expected hit ratio is at most
+    # 1 - p, p the share of writes (0.95 at 95/5; docs/benchmarks.md).  The
+    # dashboard mix reads route and bin statistics in each read transaction,
+    # as the application's dashboard does.
+    final_check() {
+        psql -X -At -d bench -c "SELECT CASE WHEN (wm_bin_statistics() - 'computedAt') = (SELECT wm_bin_statistics() - 'computedAt' FROM (SELECT set_config('wm_perf.cache_enabled', 'off', true)) s) AND (wm_route_statistics() - 'computedAt') = (SELECT wm_route_statistics() - 'computedAt' FROM (SELECT set_config('wm_perf.cache_enabled', 'off', true)) s) THEN 'final reads exact: yes' ELSE 'final reads exact: NO' END"
+    }
+    for mix in mix_read mix_dashboard; do
+        for c in 1 2; do
+            psql -X -q -d bench -c "SELECT wm_perf_metrics_reset()" >/dev/null
+            RUN_SECS=$((SLOW_SECS * 2)) run "${mix}_95_5" "$c" "$BENCH/$mix.sql@95" -f "$BENCH/writes.sql@5"
+            echo "$LAST_OUT" | grep -E '^SQL script|^ - [0-9]+ transactions' | paste - - | sed 's/^/    /'
+            psql -X -d bench -c "SELECT function_name, calls, cache_hits, local_hits, cache_misses, cache_bypasses, hit_ratio FROM wm_perf_metrics WHERE calls > 0"
+            final_check
+        done
+    done
+fi
