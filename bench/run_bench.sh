@@ -70,6 +70,18 @@ round_ratios() {
 SECTIONS=${WM_BENCH_SECTIONS:-stats writes radius no_preload mixes}
 section() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
+# autovacuum_writes off|on: no autovacuum of the written tables during the
+# write sections (it would fall into one variant's run), after a VACUUM.
+autovacuum_writes() {
+    if [ "$1" = off ]; then
+        psql -X -q -d bench -c "ALTER TABLE core.bins SET (autovacuum_enabled = off)" \
+             -c "ALTER TABLE core.service_events SET (autovacuum_enabled = off)" -c "VACUUM core.bins"
+    else
+        psql -X -q -d bench -c "ALTER TABLE core.bins RESET (autovacuum_enabled)" \
+             -c "ALTER TABLE core.service_events RESET (autovacuum_enabled)"
+    fi
+}
+
 # write_run NAME CLIENTS: one write run, after a CHECKPOINT
 write_run() {
     psql -X -q -d bench -c "CHECKPOINT"
@@ -117,10 +129,7 @@ fi
 
 if section writes; then
     log "writes: no trigger vs pg_notify trigger vs wm_perf triggers"
-    # No autovacuum of the written tables during write runs: it would fall
-    # into one variant's run.  Reset after the section.
-    psql -X -q -d bench -c "ALTER TABLE core.bins SET (autovacuum_enabled = off)" \
-         -c "ALTER TABLE core.service_events SET (autovacuum_enabled = off)" -c "VACUUM core.bins"
+    autovacuum_writes off
     for c in 1 2; do
         for r in $(seq "$ROUNDS"); do
             psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_detach()" >/dev/null
@@ -135,8 +144,7 @@ if section writes; then
              "(rounds: $(round_ratios writes_no_trigger/$c writes_wm_perf/$c));" \
              "pg_notify = $(ratio writes_pg_notify/$c writes_no_trigger/$c)x (rounds: $(round_ratios writes_no_trigger/$c writes_pg_notify/$c))"
     done
-    psql -X -q -d bench -c "ALTER TABLE core.bins RESET (autovacuum_enabled)" \
-         -c "ALTER TABLE core.service_events RESET (autovacuum_enabled)"
+    autovacuum_writes on
 fi
 
 if section radius; then
@@ -171,10 +179,7 @@ fi
 
 if section no_preload; then
     log "writes without shared_preload_libraries (a Redis round trip at each writing commit)"
-    # No autovacuum of the written tables during write runs: it would fall
-    # into one variant's run.  Reset after the section.
-    psql -X -q -d bench -c "ALTER TABLE core.bins SET (autovacuum_enabled = off)" \
-         -c "ALTER TABLE core.service_events SET (autovacuum_enabled = off)" -c "VACUUM core.bins"
+    autovacuum_writes off
     # A restarted server has cold buffers: its own baseline, after a warm-up.
     sed -i "s/^shared_preload_libraries = 'wm_perf'/#&/" "$WM_TMP/pgdata/postgresql.conf"
     as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -l "$WM_TMP/postgres.log" -w restart >/dev/null
@@ -193,8 +198,7 @@ if section no_preload; then
     psql -X -q -d bench -c "SELECT count(*) FROM wm_perf_attach()" >/dev/null
     sed -i "s/^#\(shared_preload_libraries = 'wm_perf'\)/\1/" "$WM_TMP/pgdata/postgresql.conf"
     as_pg $PG_BIN/pg_ctl -D "$WM_TMP/pgdata" -l "$WM_TMP/postgres.log" -w restart >/dev/null
-    psql -X -q -d bench -c "ALTER TABLE core.bins RESET (autovacuum_enabled)" \
-         -c "ALTER TABLE core.service_events RESET (autovacuum_enabled)"
+    autovacuum_writes on
 fi
 
 if section mixes; then

@@ -409,6 +409,20 @@ key_hash(const char *key)
 	return hash_bytes((const unsigned char *) key, strlen(key));
 }
 
+/* The queue entry for key, or nqueued.  Under queue_lock. */
+static int
+queue_find(const char *key, uint32 hash, bool pattern)
+{
+	int			j;
+
+	for (j = 0; j < shared->nqueued; j++)
+		if (shared->queue[j].hash == hash &&
+			shared->queue[j].pattern == pattern &&
+			strcmp(shared->queue[j].key, key) == 0)
+			break;
+	return j;
+}
+
 /*
  * Queue keys (or glob patterns) for the worker.  Post-commit safe: takes an
  * LWLock, allocates nothing, raises nothing.  Returns how many of them did
@@ -439,11 +453,7 @@ wm_shmem_enqueue_keys(char *const *keys, int n, bool pattern)
 			continue;
 		}
 		h = key_hash(keys[i]);
-		for (j = 0; j < shared->nqueued; j++)
-			if (shared->queue[j].hash == h &&
-				shared->queue[j].pattern == pattern &&
-				strcmp(shared->queue[j].key, keys[i]) == 0)
-				break;
+		j = queue_find(keys[i], h, pattern);
 		if (j == shared->nqueued)
 		{
 			if (shared->nqueued >= limit)
@@ -495,17 +505,9 @@ wm_shmem_queue_done(const WmQueuedKey *done)
 	int			j;
 
 	LWLockAcquire(shared->queue_lock, LW_EXCLUSIVE);
-	for (j = 0; j < shared->nqueued; j++)
-	{
-		if (shared->queue[j].hash == done->hash &&
-			shared->queue[j].pattern == done->pattern &&
-			strcmp(shared->queue[j].key, done->key) == 0)
-		{
-			if (shared->queue[j].seq == done->seq)
-				shared->queue[j] = shared->queue[--shared->nqueued];
-			break;
-		}
-	}
+	j = queue_find(done->key, done->hash, done->pattern);
+	if (j < shared->nqueued && shared->queue[j].seq == done->seq)
+		shared->queue[j] = shared->queue[--shared->nqueued];
 	LWLockRelease(shared->queue_lock);
 }
 

@@ -801,7 +801,7 @@ local_memory(void)
 
 /* The copy for 'key' if it is still valid, as a palloc'd Jsonb. */
 static Jsonb *
-local_lookup(const char *key, uint64 generation)
+local_lookup(const char *key, uint64 generation, TimestampTz now)
 {
 	WmLocalEntry *e;
 	Jsonb	   *out;
@@ -818,8 +818,7 @@ local_lookup(const char *key, uint64 generation)
 	if (e == NULL)
 		return NULL;
 	if (e->generation != generation ||
-		TimestampDifferenceExceeds(e->stored_at, GetCurrentTimestamp(),
-								   wm_guc_cache_ttl * 1000))
+		TimestampDifferenceExceeds(e->stored_at, now, wm_guc_cache_ttl * 1000))
 		return NULL;
 	out = palloc(VARSIZE(e->value));
 	memcpy(out, e->value, VARSIZE(e->value));
@@ -1004,7 +1003,7 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 		use_local = false;
 	if (use_local)
 	{
-		if ((result = local_lookup(local_key, local_gen)) != NULL)
+		if ((result = local_lookup(local_key, local_gen, start)) != NULL)
 		{
 			wm_metrics_add(kind, WM_COUNTER_HITS, 1);
 			wm_metrics_add(kind, WM_COUNTER_LOCAL_HITS, 1);

@@ -402,10 +402,7 @@ deliver(void)
 	if (!wm_redis_configured())
 	{
 		if (n_incr > 0)
-		{
-			wm_shmem_bump_generations(MyDatabaseId, delivery_scope_mask);
-			wm_shmem_require_epoch();
-		}
+			wm_shmem_require_epoch();	/* also advances every local generation */
 		return;
 	}
 
