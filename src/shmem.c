@@ -33,6 +33,15 @@
  * the dirty check and the snapshot (stats.c); a copy is used only while the
  * slot still holds that value.
  *
+ * Quiet scopes: tracked[] (under "mutex") counts, per (database, scope),
+ * the commits that changed it (marks), the stores readers attempted, and
+ * how many of those stores a completed bump of the Redis generation covers.
+ * A commit after which nothing can be cached under the current generation
+ * (stores == covered) needs no bump: it only increments the local
+ * generation.  A reader takes a token (marks) before its lookup and counts
+ * its store before it checks the token again: it does not store when a
+ * commit came in between.  Proof in docs/architecture.md, "Quiet scopes".
+ *
  * Application-key queue (queue[], under the LWLock queue_lock): glob
  * patterns of wm_cache_rules, and exact keys whose UNLINK at commit failed,
  * for the worker to delete (SCAN ... MATCH for patterns).  Entries are
@@ -56,6 +65,15 @@
 
 #include "wm_perf.h"
 
+/* Stores and bumps of one database's scopes; see "Quiet scopes" above. */
+typedef struct WmStoreTrack
+{
+	Oid			dboid;
+	uint64		marks[WM_SCOPE_COUNT];	/* commits that changed the scope */
+	uint64		stores[WM_SCOPE_COUNT]; /* stores readers attempted */
+	uint64		covered[WM_SCOPE_COUNT];	/* stores a completed bump covers */
+} WmStoreTrack;
+
 typedef struct WmSharedState
 {
 	pg_atomic_uint64 counters[WM_METRIC_KIND_COUNT * WM_COUNTER_COUNT];
@@ -68,6 +86,9 @@ typedef struct WmSharedState
 	Latch	   *worker_latch;
 	int			ndirty;
 	WmDirtyEntry dirty[WM_MAX_DIRTY];
+	int			ntracked;
+	bool		track_overflow; /* a database found no room in tracked[] */
+	WmStoreTrack tracked[WM_MAX_TRACKED];
 
 	/* Application keys for the worker to delete; under queue_lock. */
 	LWLock	   *queue_lock;
@@ -115,6 +136,8 @@ wm_shmem_startup(void)
 		shared->overflow_seq = 0;
 		shared->worker_latch = NULL;
 		shared->ndirty = 0;
+		shared->ntracked = 0;
+		shared->track_overflow = false;
 		shared->queue_lock = &(GetNamedLWLockTranche("wm_perf"))->lock;
 		shared->queue_seq = 0;
 		shared->queue_overflow = false;
@@ -238,40 +261,77 @@ wm_shmem_bump_generations(Oid dboid, int scope_mask)
 			pg_atomic_fetch_add_u64(generation_slot(dboid, (WmScope) s), 1);
 }
 
-/*
- * Record an undelivered invalidation and wake the worker.  Post-commit safe:
- * no allocation, no error.  Returns false without preload.
- */
-bool
-wm_shmem_mark_dirty(Oid dboid, int scope_mask)
+/* The tracking entry of a database, or NULL.  Under the mutex. */
+static WmStoreTrack *
+track_find(Oid dboid)
 {
-	Latch	   *latch;
 	int			i;
 
+	for (i = 0; i < shared->ntracked; i++)
+		if (shared->tracked[i].dboid == dboid)
+			return &shared->tracked[i];
+	return NULL;
+}
+
+/*
+ * A commit changed the scopes of scope_mask.  Scopes with a store since
+ * their last bump, and those of force_mask (wm_cache_flush), are marked
+ * dirty for the worker, which is woken; the others are quiet: nothing can
+ * be cached under their current generation, and they need no bump.  Every
+ * scope's local generation is incremented, after the dirty flag.
+ * Post-commit safe: no allocation, no error.  Returns false without
+ * preload; *quiet_mask tells the scopes that needed no bump.
+ */
+bool
+wm_shmem_mark_dirty(Oid dboid, int scope_mask, int force_mask, int *quiet_mask)
+{
+	Latch	   *latch = NULL;
+	WmStoreTrack *t;
+	int			dirty_mask = 0;
+	int			s;
+	int			i;
+
+	*quiet_mask = 0;
 	if (shared == NULL)
 		return false;
 
 	SpinLockAcquire(&shared->mutex);
-	shared->seq++;
-	for (i = 0; i < shared->ndirty; i++)
-		if (shared->dirty[i].dboid == dboid)
-			break;
-	if (i < shared->ndirty)
+	t = track_find(dboid);
+	for (s = 0; s < WM_SCOPE_COUNT; s++)
 	{
-		shared->dirty[i].scope_mask |= scope_mask;
-		shared->dirty[i].seq = shared->seq;
+		if ((scope_mask & (1 << s)) == 0)
+			continue;
+		if (t != NULL)
+			t->marks[s]++;
+		if ((force_mask & (1 << s)) == 0 &&
+			(t != NULL ? t->stores[s] == t->covered[s] : !shared->track_overflow))
+			*quiet_mask |= 1 << s;
+		else
+			dirty_mask |= 1 << s;
 	}
-	else if (shared->ndirty < WM_MAX_DIRTY)
+	if (dirty_mask != 0)
 	{
-		shared->dirty[i].dboid = dboid;
-		shared->dirty[i].scope_mask = scope_mask;
-		shared->dirty[i].seq = shared->seq;
-		shared->ndirty++;
+		shared->seq++;
+		for (i = 0; i < shared->ndirty; i++)
+			if (shared->dirty[i].dboid == dboid)
+				break;
+		if (i < shared->ndirty)
+		{
+			shared->dirty[i].scope_mask |= dirty_mask;
+			shared->dirty[i].seq = shared->seq;
+		}
+		else if (shared->ndirty < WM_MAX_DIRTY)
+		{
+			shared->dirty[i].dboid = dboid;
+			shared->dirty[i].scope_mask = dirty_mask;
+			shared->dirty[i].seq = shared->seq;
+			shared->ndirty++;
+		}
+		else
+			shared->overflow_seq = shared->seq;
+		pg_atomic_write_u32(&shared->ndirty_hint, 1);
+		latch = shared->worker_latch;
 	}
-	else
-		shared->overflow_seq = shared->seq;
-	pg_atomic_write_u32(&shared->ndirty_hint, 1);
-	latch = shared->worker_latch;
 	SpinLockRelease(&shared->mutex);
 
 	/* After the dirty flag: see wm_shmem_local_generation(). */
@@ -280,6 +340,96 @@ wm_shmem_mark_dirty(Oid dboid, int scope_mask)
 	if (latch)
 		SetLatch(latch);
 	return true;
+}
+
+/*
+ * A reader is about to look the scope up in Redis: the token to pass to
+ * wm_shmem_store_allowed() before it stores what it computes.  Taken before
+ * the lookup, so before the reader's snapshot.
+ */
+uint64
+wm_shmem_store_token(Oid dboid, WmScope scope)
+{
+	WmStoreTrack *t;
+	uint64		token = 0;
+
+	if (shared == NULL)
+		return 0;
+	SpinLockAcquire(&shared->mutex);
+	t = track_find(dboid);
+	if (t == NULL && shared->ntracked < WM_MAX_TRACKED)
+	{
+		t = &shared->tracked[shared->ntracked++];
+		memset(t, 0, sizeof(*t));
+		t->dboid = dboid;
+	}
+	if (t != NULL)
+		token = t->marks[scope];
+	else
+		shared->track_overflow = true;	/* no commit of it is quiet */
+	SpinLockRelease(&shared->mutex);
+	return token;
+}
+
+/*
+ * A reader is about to store a value it computed: count the store, then
+ * say whether it may go ahead.  It may not if a commit changed the scope
+ * since the token was taken: that commit may have been quiet, counting on
+ * no store under the current generation.  (The count comes first, so that
+ * a commit that this check misses sees the store and is not quiet.)
+ */
+bool
+wm_shmem_store_allowed(Oid dboid, WmScope scope, uint64 token)
+{
+	WmStoreTrack *t;
+	bool		ok = true;
+
+	if (shared == NULL)
+		return true;
+	SpinLockAcquire(&shared->mutex);
+	t = track_find(dboid);
+	if (t != NULL)
+	{
+		t->stores[scope]++;
+		ok = t->marks[scope] == token;
+	}
+	SpinLockRelease(&shared->mutex);
+	return ok;
+}
+
+/*
+ * Before a bump of the scopes' Redis generations: the stores it will
+ * cover.  After the bump succeeded, pass them to wm_shmem_stores_covered(),
+ * before the dirty bits are cleared.
+ */
+void
+wm_shmem_stores_seen(Oid dboid, uint64 *seen)
+{
+	WmStoreTrack *t;
+
+	memset(seen, 0, sizeof(uint64) * WM_SCOPE_COUNT);
+	if (shared == NULL)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	if ((t = track_find(dboid)) != NULL)
+		memcpy(seen, t->stores, sizeof(uint64) * WM_SCOPE_COUNT);
+	SpinLockRelease(&shared->mutex);
+}
+
+void
+wm_shmem_stores_covered(Oid dboid, int scope_mask, const uint64 *seen)
+{
+	WmStoreTrack *t;
+	int			s;
+
+	if (shared == NULL)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	if ((t = track_find(dboid)) != NULL)
+		for (s = 0; s < WM_SCOPE_COUNT; s++)
+			if ((scope_mask & (1 << s)) != 0 && seen[s] > t->covered[s])
+				t->covered[s] = seen[s];
+	SpinLockRelease(&shared->mutex);
 }
 
 /*

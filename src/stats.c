@@ -517,6 +517,7 @@ deliver_pending_scope(WmScope scope)
 	char		key[WM_MAX_KEY_LEN];
 	char	   *keyp = key;
 	long		unlinked;
+	uint64		seen[WM_SCOPE_COUNT];
 
 	switch (wm_shmem_scope_state(MyDatabaseId, scope, &seq))
 	{
@@ -528,12 +529,14 @@ deliver_pending_scope(WmScope scope)
 			break;
 	}
 	wm_key_generation(key, sizeof(key), MyDatabaseId, scope);
+	wm_shmem_stores_seen(MyDatabaseId, seen);
 	if (wm_redis_deliver(1, &keyp, 0, NULL, &unlinked) != WM_REDIS_OK)
 	{
 		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_FAILED, 1);
 		return false;
 	}
 	wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_DELIVERED, 1);
+	wm_shmem_stores_covered(MyDatabaseId, 1 << scope, seen);
 	wm_shmem_clear_scope(MyDatabaseId, scope, seq);
 	return true;
 }
@@ -979,6 +982,7 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 	uint64		local_gen = 0;
 	char		local_key[WM_MAX_KEY_LEN];
 	WmFlight	flight = {0};
+	uint64		store_token;
 
 	wm_metrics_add(kind, WM_COUNTER_CALLS, 1);
 
@@ -1014,6 +1018,8 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 	wm_key_epoch(epoch_key, sizeof(epoch_key));
 	wm_key_generation(gen_key, sizeof(gen_key), MyDatabaseId, scope);
 	wm_key_values(vprefix, sizeof(vprefix), MyDatabaseId, scope);
+	/* Before the lookup, and so before the computation's snapshot. */
+	store_token = wm_shmem_store_token(MyDatabaseId, scope);
 
 	rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, vsuffix,
 						  &version, &value, &value_len);
@@ -1030,6 +1036,7 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 			result = compute(arg);
 			goto done;
 		}
+		store_token = wm_shmem_store_token(MyDatabaseId, scope);
 		rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, vsuffix,
 							  &version, &value, &value_len);
 	}
@@ -1063,7 +1070,13 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 		char	   *enc = encode_value(result, &len);
 		char	   *key = value_key(vprefix, &version, vsuffix);
 
-		if (wm_redis_store(kind, epoch_key, gen_key, &version, key, enc, len,
+		/*
+		 * Not when a commit changed the scope since the lookup: it may have
+		 * been quiet (no bump), counting on nothing being stored under the
+		 * generation it left.
+		 */
+		if (wm_shmem_store_allowed(MyDatabaseId, scope, store_token) &&
+			wm_redis_store(kind, epoch_key, gen_key, &version, key, enc, len,
 						   wm_guc_cache_ttl) == WM_REDIS_FAILED)
 			wm_metrics_add(kind, WM_COUNTER_ERRORS, 1);
 		if (use_local)

@@ -565,13 +565,13 @@ wm_cache_flush(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid cache scope \"%s\"", name),
 					 errhint("Valid scopes are \"routes\" and \"bins\", or NULL for all.")));
-		wm_xact_add_scope((WmScope) s);
+		wm_xact_force_scope((WmScope) s);
 		PG_RETURN_INT64(1);
 	}
 
 	for (s = 0; s < WM_SCOPE_COUNT; s++)
 	{
-		wm_xact_add_scope((WmScope) s);
+		wm_xact_force_scope((WmScope) s);
 		n++;
 	}
 	load_rules();

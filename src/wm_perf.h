@@ -101,6 +101,7 @@ extern uint64 wm_metrics_get(WmMetricKind kind, WmCounter counter);
 
 /* shmem.c */
 #define WM_MAX_DIRTY 64			/* databases with undelivered invalidations */
+#define WM_MAX_TRACKED 64		/* databases whose stores are counted */
 #define WM_GEN_SLOTS 256		/* local generation counters (database, scope) */
 #define WM_MAX_QUEUED_KEYS 1024 /* application keys waiting for the worker */
 #define WM_QUEUE_PATTERN_RESERVE 128	/* of which exact keys leave free */
@@ -133,7 +134,12 @@ extern WmDirtyState wm_shmem_scope_state(Oid dboid, WmScope scope, uint64 *seq);
 extern bool wm_shmem_local_generation(Oid dboid, WmScope scope, uint64 *gen);
 extern void wm_shmem_bump_generations(Oid dboid, int scope_mask);
 extern void wm_shmem_clear_scope(Oid dboid, WmScope scope, uint64 seq);
-extern bool wm_shmem_mark_dirty(Oid dboid, int scope_mask);
+extern bool wm_shmem_mark_dirty(Oid dboid, int scope_mask, int force_mask,
+								int *quiet_mask);
+extern uint64 wm_shmem_store_token(Oid dboid, WmScope scope);
+extern bool wm_shmem_store_allowed(Oid dboid, WmScope scope, uint64 token);
+extern void wm_shmem_stores_seen(Oid dboid, uint64 *seen);
+extern void wm_shmem_stores_covered(Oid dboid, int scope_mask, const uint64 *seen);
 extern int	wm_shmem_snapshot_dirty(WmDirtyEntry *out, bool *need_epoch, uint64 *upto);
 extern void wm_shmem_clear_dirty(Oid dboid, uint64 seq);
 extern void wm_shmem_epoch_done(uint64 seq);
@@ -163,6 +169,7 @@ extern void wm_spi_check(int rc, int expected, const char *what);
 /* xact.c */
 extern void wm_xact_init(void);
 extern void wm_xact_add_scope(WmScope scope);
+extern void wm_xact_force_scope(WmScope scope);
 extern bool wm_xact_add_key(const char *key, bool pattern, const char *fallback);
 extern void wm_key_epoch(char *buf, size_t size);
 extern void wm_key_generation(char *buf, size_t size, Oid dboid, WmScope scope);

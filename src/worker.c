@@ -208,6 +208,7 @@ deliver_pending(void)
 		char	   *keyp[WM_SCOPE_COUNT];
 		int			nkeys = 0;
 		long		unlinked;
+		uint64		seen[WM_SCOPE_COUNT];
 
 		for (s = 0; s < WM_SCOPE_COUNT; s++)
 		{
@@ -217,6 +218,7 @@ deliver_pending(void)
 			keyp[nkeys] = keys[nkeys];
 			nkeys++;
 		}
+		wm_shmem_stores_seen(entries[i].dboid, seen);
 		if (wm_redis_deliver(nkeys, keyp, 0, NULL, &unlinked) != WM_REDIS_OK)
 		{
 			count_failure(nkeys);
@@ -224,6 +226,7 @@ deliver_pending(void)
 			break;
 		}
 		count_success(nkeys);
+		wm_shmem_stores_covered(entries[i].dboid, entries[i].scope_mask, seen);
 		wm_shmem_clear_dirty(entries[i].dboid, entries[i].seq);
 	}
 	/* Scopes first: readers bypass a dirty scope until it is delivered. */

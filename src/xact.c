@@ -59,6 +59,8 @@ static const char *const scope_names[WM_SCOPE_COUNT] = {"routes", "bins"};
 
 /* Per transaction: the subtransaction that recorded each scope. */
 static SubTransactionId scope_subxid[WM_SCOPE_COUNT];
+/* ... and each scope wm_cache_flush() named: bumped even when quiet. */
+static SubTransactionId force_subxid[WM_SCOPE_COUNT];
 static HTAB *pending_keys = NULL;	/* in TopTransactionContext */
 
 /*
@@ -71,6 +73,7 @@ static int	nfallbacks = 0;
 /* Built at PRE_COMMIT, sent at COMMIT. */
 static MemoryContext delivery_context = NULL;
 static int	delivery_scope_mask = 0;
+static int	delivery_force_mask = 0;
 static int	n_incr = 0;
 static char **incr_keys = NULL;
 static int	n_unlink = 0;
@@ -134,6 +137,19 @@ wm_xact_add_scope(WmScope scope)
 	if (scope_subxid[scope] == InvalidSubTransactionId)
 		scope_subxid[scope] = GetCurrentSubTransactionId();
 	wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_RECORDED, 1);
+}
+
+/*
+ * wm_cache_flush(): the scope's Redis generation is bumped at commit even
+ * when nothing was stored since its last bump (an operator may flush
+ * because of what Redis holds, not of what this cluster stored).
+ */
+void
+wm_xact_force_scope(WmScope scope)
+{
+	wm_xact_add_scope(scope);
+	if (force_subxid[scope] == InvalidSubTransactionId)
+		force_subxid[scope] = GetCurrentSubTransactionId();
 }
 
 static int
@@ -238,7 +254,7 @@ reset_pending(void)
 	int			s;
 
 	for (s = 0; s < WM_SCOPE_COUNT; s++)
-		scope_subxid[s] = InvalidSubTransactionId;
+		scope_subxid[s] = force_subxid[s] = InvalidSubTransactionId;
 	pending_keys = NULL;		/* freed with TopTransactionContext */
 	nfallbacks = 0;
 }
@@ -248,7 +264,7 @@ reset_delivery(void)
 {
 	if (delivery_context)
 		MemoryContextReset(delivery_context);
-	delivery_scope_mask = 0;
+	delivery_scope_mask = delivery_force_mask = 0;
 	n_incr = n_unlink = n_patterns = 0;
 	incr_keys = unlink_keys = unlink_fallbacks = patterns = NULL;
 }
@@ -306,6 +322,8 @@ prepare_delivery(void)
 		if (scope_subxid[s] == InvalidSubTransactionId)
 			continue;
 		delivery_scope_mask |= 1 << s;
+		if (force_subxid[s] != InvalidSubTransactionId)
+			delivery_force_mask |= 1 << s;
 		incr_keys[n_incr] = palloc(WM_MAX_KEY_LEN);
 		wm_key_generation(incr_keys[n_incr], WM_MAX_KEY_LEN, MyDatabaseId, s);
 		n_incr++;
@@ -386,6 +404,7 @@ deliver(void)
 	WmRedisStatus st = WM_REDIS_OK;
 	long		unlinked = 0;
 	int			nbump = n_incr;
+	int			quiet_mask = 0;
 	int			s;
 	bool		preload = wm_shmem_counters() != NULL;
 
@@ -406,8 +425,15 @@ deliver(void)
 		return;
 	}
 
-	if (n_incr > 0 && wm_shmem_mark_dirty(MyDatabaseId, delivery_scope_mask))
+	if (n_incr > 0 && wm_shmem_mark_dirty(MyDatabaseId, delivery_scope_mask,
+										  delivery_force_mask, &quiet_mask))
+	{
 		nbump = 0;				/* the worker delivers the scopes */
+		/* Quiet scopes: nothing cached under their generation to reach. */
+		for (s = 0; s < WM_SCOPE_COUNT; s++)
+			if ((quiet_mask & (1 << s)) != 0)
+				wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_DELIVERED, 1);
+	}
 	if (preload && n_patterns > 0)
 		(void) wm_shmem_enqueue_keys(patterns, n_patterns, true);
 
@@ -480,6 +506,13 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		if (scope_subxid[s] != mySubid)
 			continue;
 		scope_subxid[s] = event == SUBXACT_EVENT_ABORT_SUB ?
+			InvalidSubTransactionId : parentSubid;
+	}
+	for (s = 0; s < WM_SCOPE_COUNT; s++)
+	{
+		if (force_subxid[s] != mySubid)
+			continue;
+		force_subxid[s] = event == SUBXACT_EVENT_ABORT_SUB ?
 			InvalidSubTransactionId : parentSubid;
 	}
 

@@ -68,19 +68,6 @@ sub pending
 	return metric($node, 'app', 'invalidation', 'invalidations_pending');
 }
 
-# Poll a condition (up to 10 s); returns its last value.
-sub wait_until
-{
-	my ($cond) = @_;
-	my $ok;
-	for (1 .. 200)
-	{
-		last if ($ok = $cond->());
-		usleep(50_000);
-	}
-	return $ok;
-}
-
 ok(wait_until(sub { redis_cli($port, 'GET', $epoch_key) =~ /^[1-9]/ && pending() eq '0' }),
 	'the worker bumped the epoch after start, nothing pending');
 
@@ -107,27 +94,6 @@ sub expect
 {
 	my (%d) = @_;
 	return join(' ', map { "$_=" . ($d{$_} // 0) } @mcols);
-}
-
-# Calls per command of the Redis server (INFO itself excluded).
-sub redis_calls
-{
-	my %c;
-	foreach (split /\r?\n/, redis_cli($port, 'INFO', 'commandstats'))
-	{
-		$c{$1} = $2 if /^cmdstat_([^:]+):calls=(\d+)/;
-	}
-	delete $c{info};
-	return \%c;
-}
-
-# The commands run between two redis_calls() snapshots: "eval+2 get+1".
-sub redis_diff
-{
-	my ($before, $after) = @_;
-	return join(' ',
-		map { "$_+" . ($after->{$_} - ($before->{$_} // 0)) }
-		grep { $after->{$_} != ($before->{$_} // 0) } sort keys %$after);
 }
 
 # A persistent session: PostgreSQL::Test::BackgroundPsql, which PG 15 has
@@ -201,10 +167,10 @@ my $sa = session();
 is(sq_ok($sa, 'SHOW wm_perf.local_cache_size'), '1MB', 'session A: default local_cache_size');
 
 my $m0 = mrow('wm_bin_statistics');
-my $r0 = redis_calls();
+my $r0 = redis_calls($port);
 my $first = sq_ok($sa, $bin_read);
 my $m1 = mrow('wm_bin_statistics');
-my $r1 = redis_calls();
+my $r1 = redis_calls($port);
 is(mdelta($m0, $m1),
 	expect(calls => 1, cache_misses => 1, redis_round_trips => 2),
 	'A, first call: a Redis miss (lookup + store), no local hit');
@@ -213,7 +179,7 @@ is(($r1->{eval} // 0) - ($r0->{eval} // 0), 2, 'A, first call: Redis ran 2 EVALs
 
 my $second = sq_ok($sa, $bin_read);
 my $m2 = mrow('wm_bin_statistics');
-my $r2 = redis_calls();
+my $r2 = redis_calls($port);
 is(mdelta($m1, $m2),
 	expect(calls => 1, cache_hits => 1, local_hits => 1),
 	'A, second call: a local hit (local_hits +1, cache_hits +1, no round trip)');
@@ -249,10 +215,10 @@ is(mdelta($m0, mrow('wm_bin_statistics')),
 	expect(calls => 1, cache_bypasses => 1),
 	'A without Redis: a bypass, the local copy is not used');
 
-$r0 = redis_calls();
+$r0 = redis_calls($port);
 is( $node->safe_psql('app', "SHOW wm_perf.redis_host;\n$bin_update;"),
 	'', "writer: redis_host = '' in its session; UPDATE committed");
-is(redis_diff($r0, redis_calls()), '', 'the writer\'s commit sent nothing to Redis');
+is(redis_diff($r0, redis_calls($port)), '', 'the writer\'s commit sent nothing to Redis');
 is(redis_cli($port, 'GET', $bins_gen_key), $gen_before,
 	'the Redis bins generation is unchanged (no INCR without Redis)');
 my $v2 = fresh($bin_call, $bin_plain);
@@ -409,7 +375,7 @@ is(mdelta($m0, mrow('wm_bin_statistics')), expect(calls => 1, cache_hits => 1, l
 # 0: no local hit at all, every hit is a Redis hit.
 sq_ok($big, 'SET wm_perf.local_cache_size = 0');
 $m0 = mrow('wm_bin_statistics');
-$r0 = redis_calls();
+$r0 = redis_calls($port);
 foreach my $c (@customers[0 .. 2], $customers[0])
 {
 	sq_ok($big, "SELECT wm_bin_statistics('$c') IS NOT NULL");
@@ -417,7 +383,7 @@ foreach my $c (@customers[0 .. 2], $customers[0])
 is(mdelta($m0, mrow('wm_bin_statistics')),
 	expect(calls => 4, cache_hits => 4, redis_round_trips => 4),
 	'local_cache_size = 0: 4 calls, 4 Redis hits, no local hit');
-is(redis_diff($r0, redis_calls()), 'eval+4 get+12',
+is(redis_diff($r0, redis_calls($port)), 'eval+4 get+12',
 	'local_cache_size = 0: 4 lookup scripts in Redis (each GETs epoch, generation, value)');
 # Turning the setting off frees the copies at the next call (the context is
 # reset to its first 1-kB block).

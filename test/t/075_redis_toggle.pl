@@ -35,17 +35,6 @@ create_plain_functions($node, 'app');
 
 sub pending { return metric($node, 'app', 'invalidation', 'invalidations_pending'); }
 
-sub wait_until
-{
-	my ($cond) = @_;
-	for (1 .. 300)
-	{
-		return 1 if $cond->();
-		usleep(50_000);
-	}
-	return 0;
-}
-
 sub worker_pids
 {
 	return map { /^\s*(\d+)/ ? $1 : () }

@@ -28,7 +28,8 @@ use Time::HiRes qw(usleep);
 our @EXPORT = qw(
   redis_server_bin redis_cli_bin start_redis stop_redis redis_cli
   redis_run_id wait_for_redis_key load_fixture create_plain_functions
-  psql_sqlstate metric wm_keys wm_cluster_prefix
+  psql_sqlstate metric wm_keys wm_cluster_prefix wait_until redis_calls
+  redis_diff
 );
 
 # pid => port of every redis-server this process started and has not stopped.
@@ -279,6 +280,40 @@ sub metric
 	my ($node, $db, $function, $column) = @_;
 	return $node->safe_psql($db,
 		"SELECT $column FROM wm_perf_metrics WHERE function_name = '$function'");
+}
+
+# Poll a condition every 50 ms for up to 15 s; true once it held.
+sub wait_until
+{
+	my ($cond) = @_;
+	for (1 .. 300)
+	{
+		return 1 if $cond->();
+		usleep(50_000);
+	}
+	return 0;
+}
+
+# Calls per command of the Redis server on $port (INFO itself excluded).
+sub redis_calls
+{
+	my ($port) = @_;
+	my %c;
+	foreach (split /\r?\n/, redis_cli($port, 'INFO', 'commandstats'))
+	{
+		$c{$1} = $2 if /^cmdstat_([^:]+):calls=(\d+)/;
+	}
+	delete $c{info};
+	return \%c;
+}
+
+# The commands run between two redis_calls() snapshots: "eval+2 get+1".
+sub redis_diff
+{
+	my ($before, $after) = @_;
+	return join(' ',
+		map { "$_+" . ($after->{$_} - ($before->{$_} // 0)) }
+		grep { $after->{$_} != ($before->{$_} // 0) } sort keys %$after);
 }
 
 1;
