@@ -6,9 +6,11 @@
  *
  * Locking protocol:
  *	- counters[] are pg_atomic_uint64, updated without any lock.
- *	- dirty[], ndirty, overflow, seq and worker_latch are protected by the
- *	  spinlock "mutex".  Critical sections are a few loads and stores: no
- *	  allocation, no error, so the post-commit path may take it.
+ *	- dirty[], ndirty, overflow, seq, worker_latch, tracked[], ntracked and
+ *	  track_overflow are protected by the spinlock "mutex".  Critical
+ *	  sections are loads, stores and scans of the two fixed arrays: no
+ *	  allocation, no call that can fail, so the post-commit path may take
+ *	  it.
  *	- ndirty_hint and epoch_delivered are atomics readers test without the
  *	  lock; a reader that sees a non-zero hint takes the lock to look.
  *
@@ -38,9 +40,11 @@
  * how many of those stores a completed bump of the Redis generation covers.
  * A commit after which nothing can be cached under the current generation
  * (stores == covered) needs no bump: it only increments the local
- * generation.  A reader takes a token (marks) before its lookup and counts
- * its store before it checks the token again: it does not store when a
- * commit came in between.  Proof in docs/architecture.md, "Quiet scopes".
+ * generation.  A reader that missed takes a token (marks) before its
+ * computation's snapshot and counts its store before it checks the token
+ * again: it does not store when a commit came in between.  Entries are
+ * never removed (a reused entry would reset marks under a reader's token).
+ * Proof in docs/architecture.md, "Quiet scopes".
  *
  * Application-key queue (queue[], under the LWLock queue_lock): glob
  * patterns of wm_cache_rules, and exact keys whose UNLINK at commit failed,
@@ -71,7 +75,8 @@ typedef struct WmStoreTrack
 	Oid			dboid;
 	uint64		marks[WM_SCOPE_COUNT];	/* commits that changed the scope */
 	uint64		stores[WM_SCOPE_COUNT]; /* stores readers attempted */
-	uint64		covered[WM_SCOPE_COUNT];	/* stores a completed bump covers */
+	uint64		covered[WM_SCOPE_COUNT];	/* stores a completed bump
+											 * covers */
 } WmStoreTrack;
 
 typedef struct WmSharedState
@@ -236,7 +241,8 @@ generation_slot(Oid dboid, WmScope scope)
 /*
  * The local generation of a scope, or false without preload.  Read before
  * the dirty check: a full barrier orders this read before it (mark_dirty
- * sets the dirty flag before it increments the slot).
+ * sets the dirty flag, or decides the scope is quiet, before it increments
+ * the slot).
  */
 bool
 wm_shmem_local_generation(Oid dboid, WmScope scope, uint64 *gen)
@@ -304,7 +310,8 @@ wm_shmem_mark_dirty(Oid dboid, int scope_mask, int force_mask, int *quiet_mask)
 		if (t != NULL)
 			t->marks[s]++;
 		if ((force_mask & (1 << s)) == 0 &&
-			(t != NULL ? t->stores[s] == t->covered[s] : !shared->track_overflow))
+			(t != NULL ? t->stores[s] == t->covered[s] :
+			 !shared->track_overflow))
 			*quiet_mask |= 1 << s;
 		else
 			dirty_mask |= 1 << s;
@@ -343,9 +350,9 @@ wm_shmem_mark_dirty(Oid dboid, int scope_mask, int force_mask, int *quiet_mask)
 }
 
 /*
- * A reader is about to look the scope up in Redis: the token to pass to
- * wm_shmem_store_allowed() before it stores what it computes.  Taken before
- * the lookup, so before the reader's snapshot.
+ * A reader missed and is about to compute: the token to pass to
+ * wm_shmem_store_allowed() before it stores the value.  Taken after the
+ * lookup and before the computation's snapshot.
  */
 uint64
 wm_shmem_store_token(Oid dboid, WmScope scope)
@@ -416,6 +423,11 @@ wm_shmem_stores_seen(Oid dboid, uint64 *seen)
 	SpinLockRelease(&shared->mutex);
 }
 
+/*
+ * A bump of the scopes of scope_mask succeeded (Redis replied): the stores
+ * counted in 'seen' before it can no longer be reached.  Never called for
+ * a failed or timed-out bump.
+ */
 void
 wm_shmem_stores_covered(Oid dboid, int scope_mask, const uint64 *seen)
 {

@@ -1018,8 +1018,6 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 	wm_key_epoch(epoch_key, sizeof(epoch_key));
 	wm_key_generation(gen_key, sizeof(gen_key), MyDatabaseId, scope);
 	wm_key_values(vprefix, sizeof(vprefix), MyDatabaseId, scope);
-	/* Before the lookup, and so before the computation's snapshot. */
-	store_token = wm_shmem_store_token(MyDatabaseId, scope);
 
 	rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, vsuffix,
 						  &version, &value, &value_len);
@@ -1036,7 +1034,6 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 			result = compute(arg);
 			goto done;
 		}
-		store_token = wm_shmem_store_token(MyDatabaseId, scope);
 		rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, vsuffix,
 							  &version, &value, &value_len);
 	}
@@ -1058,6 +1055,8 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 
 	/* Miss (or a corrupt value, overwritten below). */
 	wm_metrics_add(kind, WM_COUNTER_MISSES, 1);
+	/* After the lookup, before the computation's snapshot (quiet scopes). */
+	store_token = wm_shmem_store_token(MyDatabaseId, scope);
 	result = compute(arg);
 
 	/*
@@ -1071,7 +1070,7 @@ cached(WmMetricKind kind, WmScope scope, const WmTable *tables, int ntables,
 		char	   *key = value_key(vprefix, &version, vsuffix);
 
 		/*
-		 * Not when a commit changed the scope since the lookup: it may have
+		 * Not when a commit changed the scope since the token: it may have
 		 * been quiet (no bump), counting on nothing being stored under the
 		 * generation it left.
 		 */

@@ -139,7 +139,8 @@ extern bool wm_shmem_mark_dirty(Oid dboid, int scope_mask, int force_mask,
 extern uint64 wm_shmem_store_token(Oid dboid, WmScope scope);
 extern bool wm_shmem_store_allowed(Oid dboid, WmScope scope, uint64 token);
 extern void wm_shmem_stores_seen(Oid dboid, uint64 *seen);
-extern void wm_shmem_stores_covered(Oid dboid, int scope_mask, const uint64 *seen);
+extern void wm_shmem_stores_covered(Oid dboid, int scope_mask,
+									const uint64 *seen);
 extern int	wm_shmem_snapshot_dirty(WmDirtyEntry *out, bool *need_epoch, uint64 *upto);
 extern void wm_shmem_clear_dirty(Oid dboid, uint64 seq);
 extern void wm_shmem_epoch_done(uint64 seq);

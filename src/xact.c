@@ -432,7 +432,8 @@ deliver(void)
 		/* Quiet scopes: nothing cached under their generation to reach. */
 		for (s = 0; s < WM_SCOPE_COUNT; s++)
 			if ((quiet_mask & (1 << s)) != 0)
-				wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_DELIVERED, 1);
+				wm_metrics_add(WM_METRIC_INVALIDATION,
+							   WM_COUNTER_INV_DELIVERED, 1);
 	}
 	if (preload && n_patterns > 0)
 		(void) wm_shmem_enqueue_keys(patterns, n_patterns, true);
