@@ -28,6 +28,7 @@
 #include "access/xlog.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "port/pg_bitutils.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -430,10 +431,8 @@ deliver(void)
 	{
 		nbump = 0;				/* the worker delivers the scopes */
 		/* Quiet scopes: nothing cached under their generation to reach. */
-		for (s = 0; s < WM_SCOPE_COUNT; s++)
-			if ((quiet_mask & (1 << s)) != 0)
-				wm_metrics_add(WM_METRIC_INVALIDATION,
-							   WM_COUNTER_INV_DELIVERED, 1);
+		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_DELIVERED,
+					   pg_popcount32((uint32) quiet_mask));
 	}
 	if (preload && n_patterns > 0)
 		(void) wm_shmem_enqueue_keys(patterns, n_patterns, true);
