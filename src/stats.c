@@ -52,6 +52,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rls.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 #include "utils/wait_event.h"
@@ -358,6 +359,7 @@ compute_bin_statistics(pg_uuid_t *customer)
 	uint64		r;
 	int			total_row = -1;
 	int64		active = 0;
+	Snapshot	snap;
 	const char *customer_filter =
 		customer ? " AND b.customer_id OPERATOR(pg_catalog.=) $1" : "";
 	const char *event_filter =
@@ -414,8 +416,15 @@ compute_bin_statistics(pg_uuid_t *customer)
 		eplan = kept_plan(&event_plan_all, esql.data, 0, NULL);
 	}
 
-	/* read_only = false: a fresh snapshot, taken after the cache lookup */
-	rc = SPI_execute_plan(plan, args, NULL, false, 0);
+	/*
+	 * Both queries read one snapshot, taken after the cache lookup (and
+	 * after planning).  SPI_execute_plan would take one per query, after
+	 * the query's locks: a transaction committing between the two would be
+	 * in the service events and not in the bins.  read_only = false still
+	 * advances the command ID, so the caller's own earlier writes are seen.
+	 */
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+	rc = SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot, false, true, 0);
 	wm_spi_check(rc, SPI_OK_SELECT, "computing bin statistics");
 
 	/*
@@ -474,8 +483,9 @@ compute_bin_statistics(pg_uuid_t *customer)
 	push_breakdown(&st, "byType", 5, 3, NULL);
 	push_breakdown(&st, "byMaterial", 6, 4, NULL);
 
-	rc = SPI_execute_plan(eplan, args, NULL, false, 0);
+	rc = SPI_execute_snapshot(eplan, args, NULL, snap, InvalidSnapshot, false, true, 0);
 	wm_spi_check(rc, SPI_OK_SELECT, "computing service event statistics");
+	UnregisterSnapshot(snap);
 	push_key(&st, "serviceEventsLast30Days");
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	{
