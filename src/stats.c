@@ -12,8 +12,8 @@
  *	   table read, and no row-level security on them;
  *	2. one round trip reads the epoch and the scope's generation and GETs
  *	   the value stored under them (the server's run id is part of the key);
- *	3. on a miss, compute through SPI with a fresh snapshot (read_only =
- *	   false takes a new snapshot per query, after step 2) and SET the value
+ *	3. on a miss, compute through SPI with a fresh snapshot taken after
+ *	   step 2 (bin statistics: one for both queries) and SET the value
  *	   under the version read in step 2.  A value computed from a snapshot
  *	   older than a commit can therefore only be stored under a generation
  *	   that commit's INCR has already superseded.
@@ -44,6 +44,7 @@
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
+#include "storage/sinval.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -191,8 +192,8 @@ computed_at(void)
  * absent).
  */
 static void
-push_breakdown(JsonbParseState **st, const char *key, int mask, int valcol,
-			   const char *const *fixed)
+push_breakdown(JsonbParseState **st, SPITupleTable *tt, const char *key,
+			   int mask, int valcol, const char *const *fixed)
 {
 	int			i;
 	uint64		r;
@@ -203,32 +204,32 @@ push_breakdown(JsonbParseState **st, const char *key, int mask, int valcol,
 	{
 		int64		n = 0;
 
-		for (r = 0; r < SPI_processed; r++)
+		for (r = 0; r < tt->numvals; r++)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[r];
+			HeapTuple	tup = tt->vals[r];
 			char	   *v;
 
-			if (get_int8(tup, SPI_tuptable->tupdesc, 1) != mask)
+			if (get_int8(tup, tt->tupdesc, 1) != mask)
 				continue;
-			v = SPI_getvalue(tup, SPI_tuptable->tupdesc, valcol);
+			v = SPI_getvalue(tup, tt->tupdesc, valcol);
 			if (v && strcmp(v, fixed[i]) == 0)
-				n = get_int8(tup, SPI_tuptable->tupdesc, 5);
+				n = get_int8(tup, tt->tupdesc, 5);
 		}
 		push_int(st, fixed[i], n);
 	}
 	if (fixed == NULL)
 	{
-		for (r = 0; r < SPI_processed; r++)
+		for (r = 0; r < tt->numvals; r++)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[r];
+			HeapTuple	tup = tt->vals[r];
 			char	   *v;
 
-			if (get_int8(tup, SPI_tuptable->tupdesc, 1) != mask)
+			if (get_int8(tup, tt->tupdesc, 1) != mask)
 				continue;
-			v = SPI_getvalue(tup, SPI_tuptable->tupdesc, valcol);
+			v = SPI_getvalue(tup, tt->tupdesc, valcol);
 			if (v == NULL)
 				continue;		/* NULL values are not counted */
-			push_int(st, v, get_int8(tup, SPI_tuptable->tupdesc, 5));
+			push_int(st, v, get_int8(tup, tt->tupdesc, 5));
 		}
 	}
 	pushJsonbValue(st, WJB_END_OBJECT, NULL);
@@ -304,9 +305,9 @@ compute_route_statistics(text *territory)
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	push_int(&st, "total", total_row >= 0 ?
 			 get_int8(SPI_tuptable->vals[total_row], SPI_tuptable->tupdesc, 5) : 0);
-	push_breakdown(&st, "byStatus", 3, 2, NULL);
-	push_breakdown(&st, "byType", 5, 3, NULL);
-	push_breakdown(&st, "byServiceDay", 6, 4, week_days);
+	push_breakdown(&st, SPI_tuptable, "byStatus", 3, 2, NULL);
+	push_breakdown(&st, SPI_tuptable, "byType", 5, 3, NULL);
+	push_breakdown(&st, SPI_tuptable, "byServiceDay", 6, 4, week_days);
 	push_key(&st, "optimization");
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	if (total_row >= 0)
@@ -336,6 +337,49 @@ compute_route_statistics(text *territory)
 }
 
 /*
+ * Run the bins and service-events queries of bin statistics, both under one
+ * snapshot taken after the cache lookup.  SPI_execute_plan would take one
+ * per query: a transaction committing between the two would be in the
+ * service events and not in the bins.  read_only = false still advances the
+ * command ID, so the caller's own earlier writes are seen.
+ *
+ * The snapshot is taken before the queries lock their tables.  A TRUNCATE
+ * or a table rewrite (ALTER TABLE ... TYPE) that commits while a query waits
+ * for its lock is not MVCC-safe: the older snapshot would read the new
+ * relation as empty, and an ALTER fires no invalidation.  Its commit sends
+ * invalidation messages, which this backend takes in when it gets the lock;
+ * so if any arrived since before the snapshot, the queries run once more,
+ * with a new snapshot taken while every lock is held.
+ */
+static void
+run_bin_queries(SPIPlanPtr plan, SPIPlanPtr eplan, Datum *args,
+				SPITupleTable **bt, SPITupleTable **et)
+{
+	int			attempt;
+
+	for (attempt = 0;; attempt++)
+	{
+		uint64		inval_count = SharedInvalidMessageCounter;
+		Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+		int			rc;
+
+		rc = SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot,
+								  false, true, 0);
+		wm_spi_check(rc, SPI_OK_SELECT, "computing bin statistics");
+		*bt = SPI_tuptable;
+		rc = SPI_execute_snapshot(eplan, args, NULL, snap, InvalidSnapshot,
+								  false, true, 0);
+		wm_spi_check(rc, SPI_OK_SELECT, "computing service event statistics");
+		*et = SPI_tuptable;
+		UnregisterSnapshot(snap);
+		if (attempt > 0 || inval_count == SharedInvalidMessageCounter)
+			return;
+		SPI_freetuptable(*bt);
+		SPI_freetuptable(*et);
+	}
+}
+
+/*
  * Bin statistics.  Bins rows: GROUPING mask, status, bin_type, material,
  * count, gps, sensor, smart, avg fill, needing service, avg capacity, active.
  * Masks: 3 = by status, 5 = by type, 6 = by material, 7 = total.  Events
@@ -359,7 +403,8 @@ compute_bin_statistics(pg_uuid_t *customer)
 	uint64		r;
 	int			total_row = -1;
 	int64		active = 0;
-	Snapshot	snap;
+	SPITupleTable *bt;
+	SPITupleTable *et;
 	const char *customer_filter =
 		customer ? " AND b.customer_id OPERATOR(pg_catalog.=) $1" : "";
 	const char *event_filter =
@@ -416,42 +461,33 @@ compute_bin_statistics(pg_uuid_t *customer)
 		eplan = kept_plan(&event_plan_all, esql.data, 0, NULL);
 	}
 
-	/*
-	 * Both queries read one snapshot, taken after the cache lookup (and
-	 * after planning).  SPI_execute_plan would take one per query, after
-	 * the query's locks: a transaction committing between the two would be
-	 * in the service events and not in the bins.  read_only = false still
-	 * advances the command ID, so the caller's own earlier writes are seen.
-	 */
-	snap = RegisterSnapshot(GetTransactionSnapshot());
-	rc = SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot, false, true, 0);
-	wm_spi_check(rc, SPI_OK_SELECT, "computing bin statistics");
+	run_bin_queries(plan, eplan, args, &bt, &et);
 
 	/*
 	 * The grand total row, and "active" from the byStatus row of 'active'
 	 * (no aggregate of its own: one aggregate less per row and grouping set).
 	 */
-	for (r = 0; r < SPI_processed; r++)
+	for (r = 0; r < bt->numvals; r++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		int64		grouping = get_int8(tup, SPI_tuptable->tupdesc, 1);
+		HeapTuple	tup = bt->vals[r];
+		int64		grouping = get_int8(tup, bt->tupdesc, 1);
 
 		if (grouping == 7)
 			total_row = (int) r;
 		else if (grouping == 3)
 		{
-			char	   *status = SPI_getvalue(tup, SPI_tuptable->tupdesc, 2);
+			char	   *status = SPI_getvalue(tup, bt->tupdesc, 2);
 
 			if (status != NULL && strcmp(status, "active") == 0)
-				active = get_int8(tup, SPI_tuptable->tupdesc, 5);
+				active = get_int8(tup, bt->tupdesc, 5);
 		}
 	}
 
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	if (total_row >= 0)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[total_row];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
+		HeapTuple	tup = bt->vals[total_row];
+		TupleDesc	desc = bt->tupdesc;
 
 		push_int(&st, "total", get_int8(tup, desc, 5));
 		push_int(&st, "active", active);
@@ -479,29 +515,26 @@ compute_bin_statistics(pg_uuid_t *customer)
 		push_int(&st, "needingService", 0);
 		push_numeric(&st, "avgCapacityCubicYards", (Datum) 0, true);
 	}
-	push_breakdown(&st, "byStatus", 3, 2, NULL);
-	push_breakdown(&st, "byType", 5, 3, NULL);
-	push_breakdown(&st, "byMaterial", 6, 4, NULL);
+	push_breakdown(&st, bt, "byStatus", 3, 2, NULL);
+	push_breakdown(&st, bt, "byType", 5, 3, NULL);
+	push_breakdown(&st, bt, "byMaterial", 6, 4, NULL);
 
-	rc = SPI_execute_snapshot(eplan, args, NULL, snap, InvalidSnapshot, false, true, 0);
-	wm_spi_check(rc, SPI_OK_SELECT, "computing service event statistics");
-	UnregisterSnapshot(snap);
 	push_key(&st, "serviceEventsLast30Days");
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	{
 		int64		total = 0;
 
-		for (r = 0; r < SPI_processed; r++)
-			total += get_int8(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+		for (r = 0; r < et->numvals; r++)
+			total += get_int8(et->vals[r], et->tupdesc, 2);
 		push_int(&st, "total", total);
 		push_key(&st, "byType");
 		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-		for (r = 0; r < SPI_processed; r++)
+		for (r = 0; r < et->numvals; r++)
 		{
-			char	   *v = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+			char	   *v = SPI_getvalue(et->vals[r], et->tupdesc, 1);
 
 			if (v != NULL)
-				push_int(&st, v, get_int8(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2));
+				push_int(&st, v, get_int8(et->vals[r], et->tupdesc, 2));
 		}
 		pushJsonbValue(&st, WJB_END_OBJECT, NULL);
 	}
