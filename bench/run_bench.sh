@@ -132,7 +132,8 @@ if section writes; then
     autovacuum_writes off
     # write_variant NAME CLIENTS: set up the variant's triggers, then run it.
     write_variant() {
-        psql -X -q -d bench -c "DROP TRIGGER IF EXISTS bench_notify ON core.bins" \
+        psql -X -q -d bench -c "SET client_min_messages = warning" \
+             -c "DROP TRIGGER IF EXISTS bench_notify ON core.bins" \
              -c "DROP TRIGGER IF EXISTS bench_notify ON core.service_events" \
              -c "SELECT count(*) FROM wm_perf_detach()" >/dev/null
         case $1 in
