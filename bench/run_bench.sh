@@ -156,6 +156,12 @@ if section writes; then
              "(rounds: $(round_ratios writes_no_trigger/$c writes_wm_perf/$c));" \
              "pg_notify = $(ratio writes_pg_notify/$c writes_no_trigger/$c)x (rounds: $(round_ratios writes_no_trigger/$c writes_pg_notify/$c))"
     done
+    # The rotation may end on another variant: leave wm_perf attached (and no
+    # pg_notify trigger) for the sections that follow.
+    psql -X -q -d bench -c "SET client_min_messages = warning" \
+         -c "DROP TRIGGER IF EXISTS bench_notify ON core.bins" \
+         -c "DROP TRIGGER IF EXISTS bench_notify ON core.service_events" \
+         -c "SELECT count(*) FROM wm_perf_attach()" >/dev/null
     autovacuum_writes on
 fi
 
@@ -241,7 +247,7 @@ if section mixes; then
         echo "$LAST_OUT" | grep -E '^SQL script|^ - [0-9]+ transactions' | paste - - | sed 's/^/    /'
         psql -X -d bench -c "SELECT function_name, calls, cache_hits, local_hits, cache_misses, cache_bypasses, hit_ratio FROM wm_perf_metrics WHERE calls > 0"
         local reads
-        reads=$(echo "$LAST_OUT" | sed -n "/^SQL script 1:/{n;s/^ - \([0-9]*\) transactions.*/\1/p}")
+        reads=$(echo "$LAST_OUT" | awk '/^SQL script 1:/ { f = 1 } f && /^ - [0-9]+ transactions/ { print $2; exit }')
         psql -X -At -d bench -c "SELECT 'stale reads: ' || count(*) || ' of $reads reads checked (' || (SELECT count(*) FROM bench_mix_done) || ' pickups recorded)' FROM bench_stale_reads"
         [ "$day0" = "$day1" ] || echo "the date changed during the run: events left the 30-day window, so the stale check does not hold"
         final_check
