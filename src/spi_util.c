@@ -50,11 +50,20 @@ typedef struct WmConfig
 static WmConfig config;
 static bool callback_registered = false;
 
+/* Relcache invalidations of the attached tables taken in (or of all). */
+static uint64 tables_invalidated = 0;
+
 static void
 config_relcache_callback(Datum arg, Oid relid)
 {
 	int			t;
 
+	for (t = 0; t < WM_TABLE_COUNT; t++)
+		if (relid == InvalidOid || relid == config.table_oid[t])
+		{
+			tables_invalidated++;
+			break;
+		}
 	if (relid == InvalidOid || relid == config.config_relid ||
 		relid == config.rules_relid)
 	{
@@ -255,6 +264,17 @@ wm_config_generation(void)
 {
 	ensure_config();
 	return config.generation;
+}
+
+/*
+ * How many relcache invalidations of the attached tables (or of every
+ * relation) this backend has taken in.  A TRUNCATE or table rewrite of one
+ * of them sends one at commit.  Counts once the configuration was loaded.
+ */
+uint64
+wm_tables_invalidated(void)
+{
+	return tables_invalidated;
 }
 
 const char *

@@ -44,7 +44,6 @@
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
-#include "storage/sinval.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -346,10 +345,12 @@ compute_route_statistics(text *territory)
  * The snapshot is taken before the queries lock their tables.  A TRUNCATE
  * or a table rewrite (ALTER TABLE ... TYPE) that commits while a query waits
  * for its lock is not MVCC-safe: the older snapshot would read the new
- * relation as empty, and an ALTER fires no invalidation.  Its commit sends
- * invalidation messages, which this backend takes in when it gets the lock;
- * so if any arrived since before the snapshot, the queries run once more,
- * with a new snapshot taken while every lock is held.
+ * relation as empty, and a rewrite fires no wm_perf trigger.  Its commit
+ * sends a relcache invalidation of the table, which this backend takes in
+ * when it gets the lock; so if one of an attached table arrived since before
+ * the snapshot, the queries run once more, with a new snapshot taken while
+ * every lock is held.  Invalidations of other relations (temporary tables,
+ * ANALYZE elsewhere) do not make a computation of seconds run twice.
  */
 static void
 run_bin_queries(SPIPlanPtr plan, SPIPlanPtr eplan, Datum *args,
@@ -359,7 +360,7 @@ run_bin_queries(SPIPlanPtr plan, SPIPlanPtr eplan, Datum *args,
 
 	for (attempt = 0;; attempt++)
 	{
-		uint64		inval_count = SharedInvalidMessageCounter;
+		uint64		inval_count = wm_tables_invalidated();
 		Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
 		int			rc;
 
@@ -372,7 +373,7 @@ run_bin_queries(SPIPlanPtr plan, SPIPlanPtr eplan, Datum *args,
 		wm_spi_check(rc, SPI_OK_SELECT, "computing service event statistics");
 		*et = SPI_tuptable;
 		UnregisterSnapshot(snap);
-		if (attempt > 0 || inval_count == SharedInvalidMessageCounter)
+		if (attempt > 0 || inval_count == wm_tables_invalidated())
 			return;
 		SPI_freetuptable(*bt);
 		SPI_freetuptable(*et);
