@@ -556,6 +556,8 @@ BEGIN
 		SELECT tg.tgrelid::regclass::text AS tbl, tg.tgname
 		  FROM pg_trigger tg
 		 WHERE tg.tgfoid OPERATOR(pg_catalog.=) '@extschema@.wm_invalidate_cache()'::regprocedure
+		   -- clones on partitions go with their parent's trigger
+		   AND tg.tgparentid OPERATOR(pg_catalog.=) 0::pg_catalog.oid
 		 ORDER BY tg.tgrelid::regclass::text COLLATE "C", tg.tgname COLLATE "C"
 	LOOP
 		EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.tbl);

@@ -50,8 +50,11 @@ typedef struct WmConfig
 static WmConfig config;
 static bool callback_registered = false;
 
-/* Relcache invalidations of the attached tables taken in (or of all). */
-static uint64 tables_invalidated = 0;
+/*
+ * Relcache invalidations taken in, per attached table (a reset of all
+ * relations counts for every table).
+ */
+static uint64 table_invalidations[WM_TABLE_COUNT];
 
 static void
 config_relcache_callback(Datum arg, Oid relid)
@@ -60,10 +63,7 @@ config_relcache_callback(Datum arg, Oid relid)
 
 	for (t = 0; t < WM_TABLE_COUNT; t++)
 		if (relid == InvalidOid || relid == config.table_oid[t])
-		{
-			tables_invalidated++;
-			break;
-		}
+			table_invalidations[t]++;
 	if (relid == InvalidOid || relid == config.config_relid ||
 		relid == config.rules_relid)
 	{
@@ -267,14 +267,15 @@ wm_config_generation(void)
 }
 
 /*
- * How many relcache invalidations of the attached tables (or of every
- * relation) this backend has taken in.  A TRUNCATE or table rewrite of one
- * of them sends one at commit.  Counts once the configuration was loaded.
+ * How many relcache invalidations of the attached table (or of every
+ * relation) this backend has taken in.  A TRUNCATE or table rewrite of the
+ * table sends one at commit; one of a partition or inheritance child does
+ * not.  Counts once the configuration was loaded.
  */
 uint64
-wm_tables_invalidated(void)
+wm_table_invalidations(WmTable table)
 {
-	return tables_invalidated;
+	return table_invalidations[table];
 }
 
 const char *

@@ -31,6 +31,7 @@
 #include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "common/jsonapi.h"
@@ -44,6 +45,7 @@
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
+#include "storage/sinval.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -336,6 +338,21 @@ compute_route_statistics(text *territory)
 }
 
 /*
+ * Invalidations that can mean a TRUNCATE or table rewrite of a table the
+ * bin statistics read.  A table with partitions or inheritance children has
+ * them invalidated, not itself: then every invalidation message counts.
+ */
+static uint64
+bin_tables_invalidations(bool any_message)
+{
+	if (any_message)
+		return SharedInvalidMessageCounter;
+	return wm_table_invalidations(WM_TABLE_BINS) +
+		wm_table_invalidations(WM_TABLE_CUSTOMERS) +
+		wm_table_invalidations(WM_TABLE_SERVICE_EVENTS);
+}
+
+/*
  * Run the bins and service-events queries of bin statistics, both under one
  * snapshot taken after the cache lookup.  SPI_execute_plan would take one
  * per query: a transaction committing between the two would be in the
@@ -346,21 +363,26 @@ compute_route_statistics(text *territory)
  * or a table rewrite (ALTER TABLE ... TYPE) that commits while a query waits
  * for its lock is not MVCC-safe: the older snapshot would read the new
  * relation as empty, and a rewrite fires no wm_perf trigger.  Its commit
- * sends a relcache invalidation of the table, which this backend takes in
- * when it gets the lock; so if one of an attached table arrived since before
- * the snapshot, the queries run once more, with a new snapshot taken while
- * every lock is held.  Invalidations of other relations (temporary tables,
- * ANALYZE elsewhere) do not make a computation of seconds run twice.
+ * sends a relcache invalidation of the rewritten relation, which this
+ * backend takes in when it gets the lock; so if one arrived since before the
+ * snapshot, the queries run again, with a new snapshot taken while the locks
+ * are held (at most three runs; a partition attached meanwhile is locked
+ * after the second snapshot).  Without partitions or inheritance children,
+ * only invalidations of the three tables count: a temporary table or an
+ * ANALYZE elsewhere does not make a computation of seconds run twice.
  */
 static void
 run_bin_queries(SPIPlanPtr plan, SPIPlanPtr eplan, Datum *args,
 				SPITupleTable **bt, SPITupleTable **et)
 {
+	bool		any_message = has_subclass(wm_table_oid(WM_TABLE_BINS)) ||
+		has_subclass(wm_table_oid(WM_TABLE_CUSTOMERS)) ||
+		has_subclass(wm_table_oid(WM_TABLE_SERVICE_EVENTS));
 	int			attempt;
 
-	for (attempt = 0;; attempt++)
+	for (attempt = 1;; attempt++)
 	{
-		uint64		inval_count = wm_tables_invalidated();
+		uint64		inval_count = bin_tables_invalidations(any_message);
 		Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
 		int			rc;
 
@@ -373,7 +395,7 @@ run_bin_queries(SPIPlanPtr plan, SPIPlanPtr eplan, Datum *args,
 		wm_spi_check(rc, SPI_OK_SELECT, "computing service event statistics");
 		*et = SPI_tuptable;
 		UnregisterSnapshot(snap);
-		if (attempt > 0 || inval_count == wm_tables_invalidated())
+		if (attempt == 3 || inval_count == bin_tables_invalidations(any_message))
 			return;
 		SPI_freetuptable(*bt);
 		SPI_freetuptable(*et);

@@ -163,7 +163,7 @@ extern const char *wm_table_qualname(WmTable table);
 extern bool wm_table_is_geometry(WmTable table);
 extern const char *wm_table_role_name(WmTable table);
 extern uint64 wm_config_generation(void);
-extern uint64 wm_tables_invalidated(void);
+extern uint64 wm_table_invalidations(WmTable table);
 extern const char *wm_postgis_schema(void);
 extern const char *wm_extension_schema(void);
 extern void wm_spi_check(int rc, int expected, const char *what);
