@@ -81,11 +81,15 @@ static WmPlan bin_plan_customer;
 static WmPlan event_plan_all;
 static WmPlan event_plan_customer;
 
+/*
+ * The plan of sql, kept while the configuration generation is gen.  gen is
+ * read before sql was built: preparing an earlier plan of the same call
+ * takes locks and may take in a configuration change, and sql still names
+ * the tables of gen.
+ */
 static SPIPlanPtr
-kept_plan(WmPlan *p, const char *sql, int nargs, Oid *argtypes)
+kept_plan(WmPlan *p, uint64 gen, const char *sql, int nargs, Oid *argtypes)
 {
-	uint64		gen = wm_config_generation();
-
 	if (p->plan != NULL && p->generation == gen)
 		return p->plan;
 	if (p->plan != NULL)
@@ -271,6 +275,7 @@ compute_route_statistics(text *territory)
 	int			rc;
 	uint64		r;
 	int			total_row = -1;
+	uint64		gen = wm_config_generation();
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
@@ -290,11 +295,11 @@ compute_route_statistics(text *territory)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
 	if (territory)
 	{
-		plan = kept_plan(&route_plan_territory, sql.data, 1, argtypes);
+		plan = kept_plan(&route_plan_territory, gen, sql.data, 1, argtypes);
 		args[0] = PointerGetDatum(territory);
 	}
 	else
-		plan = kept_plan(&route_plan_all, sql.data, 0, NULL);
+		plan = kept_plan(&route_plan_all, gen, sql.data, 0, NULL);
 	/* read_only = false: a fresh snapshot, taken after the cache lookup */
 	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	wm_spi_check(rc, SPI_OK_SELECT, "computing route statistics");
@@ -432,6 +437,7 @@ compute_bin_statistics(pg_uuid_t *customer)
 		customer ? " AND b.customer_id OPERATOR(pg_catalog.=) $1" : "";
 	const char *event_filter =
 		customer ? " AND e.customer_id OPERATOR(pg_catalog.=) $1" : "";
+	uint64		gen = wm_config_generation();
 
 	/*
 	 * Columns may be enums or text.  Compare b.status with an untyped
@@ -474,14 +480,14 @@ compute_bin_statistics(pg_uuid_t *customer)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
 	if (customer)
 	{
-		plan = kept_plan(&bin_plan_customer, sql.data, 1, argtypes);
-		eplan = kept_plan(&event_plan_customer, esql.data, 1, argtypes);
+		plan = kept_plan(&bin_plan_customer, gen, sql.data, 1, argtypes);
+		eplan = kept_plan(&event_plan_customer, gen, esql.data, 1, argtypes);
 		args[0] = UUIDPGetDatum(customer);
 	}
 	else
 	{
-		plan = kept_plan(&bin_plan_all, sql.data, 0, NULL);
-		eplan = kept_plan(&event_plan_all, esql.data, 0, NULL);
+		plan = kept_plan(&bin_plan_all, gen, sql.data, 0, NULL);
+		eplan = kept_plan(&event_plan_all, gen, esql.data, 0, NULL);
 	}
 
 	run_bin_queries(plan, eplan, args, &bt, &et);
