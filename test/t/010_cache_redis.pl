@@ -28,20 +28,12 @@ use WmPerfTest;
 my $ttl_setting = 600;
 my ($redis_pid, $port) = start_redis();
 
-my $node = PostgreSQL::Test::Cluster->new('cache_redis');
-$node->init;
 # Timeouts are generous here: this file tests correctness, not outages, and
 # a timeout on a busy machine would turn an expected hit into a bypass.
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'wm_perf'
-wm_perf.redis_host = '127.0.0.1'
-wm_perf.redis_port = $port
-wm_perf.redis_connect_timeout = 2000
-wm_perf.redis_command_timeout = 2000
-wm_perf.cache_ttl = $ttl_setting
-});
-$node->start;
+my $node = redis_node('cache_redis', $port,
+	redis_connect_timeout => 2000,
+	redis_command_timeout => 2000,
+	cache_ttl => $ttl_setting);
 
 load_fixture($node, 'app');
 load_fixture($node, 'app2');

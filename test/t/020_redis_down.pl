@@ -24,18 +24,10 @@ use WmPerfTest;
 
 my ($redis_pid, $port) = start_redis();
 
-my $node = PostgreSQL::Test::Cluster->new('redis_down');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'wm_perf'
-wm_perf.redis_host = '127.0.0.1'
-wm_perf.redis_port = $port
-wm_perf.redis_connect_timeout = 100ms
-wm_perf.redis_command_timeout = 100ms
-wm_perf.redis_backoff = 500ms
-});
-$node->start;
+my $node = redis_node('redis_down', $port,
+	redis_connect_timeout => '100ms',
+	redis_command_timeout => '100ms',
+	redis_backoff => '500ms');
 
 load_fixture($node, 'app');
 create_plain_functions($node, 'app');

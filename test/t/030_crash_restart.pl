@@ -29,18 +29,10 @@ use WmPerfTest;
 my ($redis_pid, $port) = start_redis();
 # A port nothing listens on (reserved, never bound).
 
-my $node = PostgreSQL::Test::Cluster->new('crash_restart');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'wm_perf'
-wm_perf.redis_host = '127.0.0.1'
-wm_perf.redis_port = $port
-wm_perf.redis_connect_timeout = 1000ms
-wm_perf.redis_command_timeout = 1000ms
-wm_perf.redis_backoff = 200ms
-});
-$node->start;
+my $node = redis_node('crash_restart', $port,
+	redis_connect_timeout => '1000ms',
+	redis_command_timeout => '1000ms',
+	redis_backoff => '200ms');
 
 load_fixture($node, 'app');
 create_plain_functions($node, 'app');

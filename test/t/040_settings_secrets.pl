@@ -44,19 +44,11 @@ sub write_pwfile
 write_pwfile($pw);
 is(sprintf('%04o', (stat($pwfile))[2] & 07777), '0600', 'password file is 0600');
 
-my $node = PostgreSQL::Test::Cluster->new('secrets');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'wm_perf'
-wm_perf.redis_host = '127.0.0.1'
-wm_perf.redis_port = $port
-wm_perf.redis_password_file = '$pwfile'
-wm_perf.redis_connect_timeout = 1000ms
-wm_perf.redis_command_timeout = 1000ms
-wm_perf.redis_backoff = 100ms
-});
-$node->start;
+my $node = redis_node('secrets', $port,
+	redis_password_file => "'$pwfile'",
+	redis_connect_timeout => '1000ms',
+	redis_command_timeout => '1000ms',
+	redis_backoff => '100ms');
 load_fixture($node, 'app');
 create_plain_functions($node, 'app');
 $node->safe_psql('app', 'CREATE ROLE regress_wm_plain LOGIN');

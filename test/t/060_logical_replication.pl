@@ -26,15 +26,7 @@ $pub->init(allows_streaming => 'logical');
 $pub->start;
 load_fixture($pub, 'app');
 
-my $sub = PostgreSQL::Test::Cluster->new('subscriber');
-$sub->init;
-$sub->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'wm_perf'
-wm_perf.redis_host = '127.0.0.1'
-wm_perf.redis_port = $port
-});
-$sub->start;
+my $sub = redis_node('subscriber', $port);
 load_fixture($sub, 'app');
 create_plain_functions($sub, 'app');
 

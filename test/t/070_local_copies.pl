@@ -33,21 +33,13 @@ use WmPerfTest;
 
 my ($redis_pid, $port) = start_redis();
 
-my $node = PostgreSQL::Test::Cluster->new('local_copies');
-$node->init;
 # Generous timeouts: a timeout on a busy machine would turn an expected hit
 # into a bypass.  Redis down (part 3) is a refused connection, not a timeout.
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'wm_perf'
-wm_perf.redis_host = '127.0.0.1'
-wm_perf.redis_port = $port
-wm_perf.redis_connect_timeout = 2000
-wm_perf.redis_command_timeout = 2000
-wm_perf.redis_backoff = 100ms
-wm_perf.cache_ttl = 600
-});
-$node->start;
+my $node = redis_node('local_copies', $port,
+	redis_connect_timeout => 2000,
+	redis_command_timeout => 2000,
+	redis_backoff => '100ms',
+	cache_ttl => 600);
 
 load_fixture($node, 'app');
 create_plain_functions($node, 'app');

@@ -18,18 +18,10 @@ use Time::HiRes qw(usleep);
 use WmPerfTest;
 
 my ($redis_pid, $port) = start_redis();
-my $node = PostgreSQL::Test::Cluster->new('toggle');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'wm_perf'
-wm_perf.redis_host = '127.0.0.1'
-wm_perf.redis_port = $port
-wm_perf.redis_connect_timeout = 5000
-wm_perf.redis_command_timeout = 5000
-wm_perf.redis_backoff = 100ms
-});
-$node->start;
+my $node = redis_node('toggle', $port,
+	redis_connect_timeout => 5000,
+	redis_command_timeout => 5000,
+	redis_backoff => '100ms');
 load_fixture($node, 'app');
 create_plain_functions($node, 'app');
 

@@ -36,18 +36,10 @@ use WmPerfTest;
 
 my ($redis_pid, $port) = start_redis();
 
-my $node = PostgreSQL::Test::Cluster->new('quiet_commits');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'wm_perf'
-wm_perf.redis_host = '127.0.0.1'
-wm_perf.redis_port = $port
-wm_perf.redis_connect_timeout = 2000
-wm_perf.redis_command_timeout = 2000
-wm_perf.cache_ttl = 600
-});
-$node->start;
+my $node = redis_node('quiet_commits', $port,
+	redis_connect_timeout => 2000,
+	redis_command_timeout => 2000,
+	cache_ttl => 600);
 
 load_fixture($node, 'app');
 create_plain_functions($node, 'app');

@@ -29,7 +29,7 @@ our @EXPORT = qw(
   redis_server_bin redis_cli_bin start_redis stop_redis redis_cli
   redis_run_id wait_for_redis_key load_fixture create_plain_functions
   psql_sqlstate metric wm_keys wm_cluster_prefix wait_until redis_calls
-  redis_diff
+  redis_diff redis_node
 );
 
 # pid => port of every redis-server this process started and has not stopped.
@@ -167,6 +167,23 @@ sub wm_cluster_prefix
 	my $sysid = $node->safe_psql('postgres',
 		'SELECT system_identifier FROM pg_control_system()');
 	return "wm_perf:v1:$sysid";
+}
+
+# redis_node(NAME, REDIS_PORT, setting => value, ...): a new, started cluster
+# with shared_preload_libraries = 'wm_perf', Redis on 127.0.0.1:REDIS_PORT and
+# the given wm_perf.* settings (values as written in postgresql.conf).
+sub redis_node
+{
+	my ($name, $port, %settings) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf',
+		join('', "shared_preload_libraries = 'wm_perf'\n",
+			"wm_perf.redis_host = '127.0.0.1'\n",
+			"wm_perf.redis_port = $port\n",
+			map { "wm_perf.$_ = $settings{$_}\n" } sort keys %settings));
+	$node->start;
+	return $node;
 }
 
 # A database with the fixture (scale 0.002) and wm_perf attached.
