@@ -9,6 +9,8 @@ EXTVERSION = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*
 
 OBJS = \
 	src/wm_perf.o \
+	src/cache.o \
+	src/ddl.o \
 	src/guc.o \
 	src/metrics.o \
 	src/redis.o \
@@ -21,7 +23,8 @@ OBJS = \
 	src/xact.o
 
 DATA = \
-	sql/wm_perf--1.0.sql
+	sql/wm_perf--1.0.sql \
+	sql/wm_perf--1.1.sql
 
 DOCS = \
 	docs/concurrent_indexes.sql

@@ -12,7 +12,7 @@ SELECT regress_error('INSERT INTO regress_t VALUES (1)');
 SELECT invalidations_recorded = :recorded_before AS nothing_recorded FROM wm_perf_metrics
  WHERE function_name = 'invalidation';
 DROP TRIGGER regress_row ON regress_t;
-CREATE TRIGGER regress_before BEFORE INSERT ON regress_t FOR EACH STATEMENT
+CREATE TRIGGER regress_before BEFORE INSERT ON regress_t FOR EACH ROW
 	EXECUTE FUNCTION wm_invalidate_cache('routes');
 SELECT regress_error('INSERT INTO regress_t VALUES (1)');
 DROP TRIGGER regress_before ON regress_t;

@@ -25,8 +25,12 @@ extern void _PG_init(void);
 /* InitMaterializedSRF appeared in 15.1 (SetSingleFuncCall in 15.0). */
 #if PG_VERSION_NUM >= 150001
 #define WM_INIT_MATERIALIZED_SRF(fcinfo) InitMaterializedSRF((fcinfo), 0)
+#define WM_INIT_MATERIALIZED_SRF_SCALAR(fcinfo) \
+	InitMaterializedSRF((fcinfo), MAT_SRF_USE_EXPECTED_DESC)
 #else
 #define WM_INIT_MATERIALIZED_SRF(fcinfo) SetSingleFuncCall((fcinfo), 0)
+#define WM_INIT_MATERIALIZED_SRF_SCALAR(fcinfo) \
+	SetSingleFuncCall((fcinfo), SRF_SINGLE_USE_EXPECTED)
 #endif
 
 /* LockHeldByMe gained an "orstronger" argument in PostgreSQL 17. */

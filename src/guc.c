@@ -61,16 +61,41 @@ static emit_log_hook_type prev_emit_log_hook = NULL;
  * statement.  Installed in every process that loads wm_perf, so with
  * shared_preload_libraries also in the postmaster, which logs reloads.
  */
+/*
+ * Does a statement name wm_perf.redis_password?  Any occurrence of
+ * "redis_password" in any letter case (identifiers fold to lower case, and
+ * a quoted one is still the setting's name in an error) that is not the
+ * start of "redis_password_file" counts; every occurrence is looked at, so
+ * a statement naming both settings counts too.
+ */
+static bool
+names_password(const char *query)
+{
+	static const char name[] = "redis_password";
+	static const char file_suffix[] = "_file";
+	const char *p;
+
+	if (query == NULL)
+		return false;
+	for (p = query; *p; p++)
+	{
+		if (pg_strncasecmp(p, name, sizeof(name) - 1) != 0)
+			continue;
+		if (pg_strncasecmp(p + sizeof(name) - 1, file_suffix,
+						   sizeof(file_suffix) - 1) != 0)
+			return true;
+	}
+	return false;
+}
+
 static void
 redact_password(ErrorData *edata)
 {
 	static const char *const changed = "parameter \"wm_perf.redis_password\" changed to";
-	bool		in_statement = debug_query_string != NULL &&
-		strstr(debug_query_string, "redis_password") != NULL &&
-		strstr(debug_query_string, "redis_password_file") == NULL;
+	bool		in_statement = names_password(debug_query_string);
 
 	if (edata->message != NULL &&
-		(strncmp(edata->message, changed, strlen(changed)) == 0 ||
+		(pg_strncasecmp(edata->message, changed, strlen(changed)) == 0 ||
 		 (in_statement && (strncmp(edata->message, "statement: ", 11) == 0 ||
 						   strncmp(edata->message, "duration: ", 10) == 0 ||
 						   strncmp(edata->message, "execute ", 8) == 0))))

@@ -3,16 +3,23 @@
  * redis.c
  *	  The only file that talks to hiredis.
  *
- * One lazily opened connection per backend.  Connecting is bounded by
- * wm_perf.redis_connect_timeout, every command by
- * wm_perf.redis_command_timeout (redisSetTimeout sets SO_RCVTIMEO and
- * SO_SNDTIMEO).  Host names are refused by the setting's check hook, so no
- * unbounded DNS look-up can happen.  A connection that fails a command is
- * freed; a call whose connection was already open retries once on a fresh
- * connection (the server may have closed an idle one), except after a
- * timeout, which is never paid twice.  After a failure the backend leaves
- * Redis alone for wm_perf.redis_backoff, so an outage costs at most one
- * timeout per interval, not one per call or commit.
+ * One lazily opened connection per backend, non-blocking: hiredis only
+ * buffers commands and parses replies, and this file moves the bytes with
+ * its own poll() loop against one deadline per round trip.  A signal that
+ * interrupts poll() (hiredis's blocking calls retry on EINTR and restart
+ * the whole socket timeout) only makes the loop wait for what is left of
+ * the deadline; a pending cancel or terminate (InterruptPending) ends the
+ * wait at once, as a failure, and is handled by the caller's next
+ * CHECK_FOR_INTERRUPTS (never here: this also runs after commit).
+ * Connecting is bounded by wm_perf.redis_connect_timeout, every round trip
+ * by wm_perf.redis_command_timeout.  Host names are refused by the
+ * setting's check hook, so no unbounded DNS look-up can happen.  A
+ * connection that fails a command is freed; a call whose connection was
+ * already open retries once on a fresh connection (the server may have
+ * closed an idle one), except after a timeout, which is never paid twice.
+ * After a failure the backend leaves Redis alone for wm_perf.redis_backoff,
+ * so an outage costs at most one timeout per interval, not one per call or
+ * commit.
  *
  * Nothing here raises an ERROR.  wm_redis_deliver and
  * wm_redis_unlink_matching run after commit: they use hiredis (malloc) and
@@ -24,11 +31,15 @@
 #include "postgres.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <hiredis/hiredis.h>
 
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "utils/timestamp.h"
 
@@ -138,27 +149,157 @@ fail(int sqlstate, const char *what, const char *detail)
 												wm_guc_redis_backoff);
 }
 
-static struct timeval
-ms_to_timeval(int ms)
+/* Why the last I/O wait ended without the bytes it waited for. */
+typedef enum WmIoFailure
 {
-	struct timeval tv;
+	WM_IO_NONE = 0,
+	WM_IO_TIMEOUT,				/* the deadline passed */
+	WM_IO_INTERRUPTED,			/* a cancel or terminate is pending */
+	WM_IO_ERROR					/* hiredis or the socket reported an error */
+} WmIoFailure;
 
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
-	return tv;
+static WmIoFailure io_failure = WM_IO_NONE;
+
+static const char *
+io_failure_text(void)
+{
+	switch (io_failure)
+	{
+		case WM_IO_TIMEOUT:
+			return "timed out";
+		case WM_IO_INTERRUPTED:
+			return "interrupted by a cancel or terminate request";
+		case WM_IO_ERROR:
+			return ctx && ctx->err ? ctx->errstr : "I/O error";
+		case WM_IO_NONE:
+			break;
+	}
+	return "unknown error";
 }
 
-/* Run one command on ctx; a NULL or error reply is a failure. */
+/*
+ * Wait until the socket is ready for 'events' or the deadline passes.
+ * Signals only shorten the poll; the deadline stays.  Allocates nothing.
+ */
+static bool
+wait_socket(short events, TimestampTz deadline)
+{
+	for (;;)
+	{
+		struct pollfd pfd;
+		long		secs;
+		int			usecs;
+		int			timeout_ms;
+		int			rc;
+
+		if (InterruptPending && (QueryCancelPending || ProcDiePending))
+		{
+			io_failure = WM_IO_INTERRUPTED;
+			return false;
+		}
+		TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
+		timeout_ms = (int) Min(secs * 1000 + (usecs + 999) / 1000, INT_MAX);
+		if (timeout_ms <= 0)
+		{
+			io_failure = WM_IO_TIMEOUT;
+			return false;
+		}
+		pfd.fd = ctx->fd;
+		pfd.events = events;
+		pfd.revents = 0;
+		rc = poll(&pfd, 1, timeout_ms);
+		if (rc > 0)
+			return true;		/* ready, or an error hiredis will report */
+		if (rc < 0 && errno != EINTR)
+		{
+			io_failure = WM_IO_ERROR;
+			return false;
+		}
+	}
+}
+
+/* Send everything hiredis has buffered. */
+static bool
+flush_output(TimestampTz deadline)
+{
+	int			done = 0;
+
+	for (;;)
+	{
+		if (redisBufferWrite(ctx, &done) == REDIS_ERR)
+		{
+			io_failure = WM_IO_ERROR;
+			return false;
+		}
+		if (done)
+			return true;
+		if (!wait_socket(POLLOUT, deadline))
+			return false;
+	}
+}
+
+/* The next reply (to be freed with freeReplyObject), or NULL. */
+static redisReply *
+read_reply(TimestampTz deadline)
+{
+	void	   *reply = NULL;
+
+	for (;;)
+	{
+		if (redisGetReplyFromReader(ctx, &reply) == REDIS_ERR)
+		{
+			io_failure = WM_IO_ERROR;
+			return NULL;
+		}
+		if (reply != NULL)
+			return (redisReply *) reply;
+		if (!wait_socket(POLLIN, deadline))
+			return NULL;
+		if (redisBufferRead(ctx) == REDIS_ERR)
+		{
+			io_failure = WM_IO_ERROR;
+			return NULL;
+		}
+	}
+}
+
+static TimestampTz
+command_deadline(void)
+{
+	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+									   wm_guc_redis_command_timeout);
+}
+
+/*
+ * One command, one round trip within wm_perf.redis_command_timeout.  NULL
+ * on any failure; an error reply is returned (the caller decides).
+ */
+static redisReply *
+round_trip(int argc, const char **argv, const size_t *argvlen)
+{
+	TimestampTz deadline = command_deadline();
+
+	io_failure = WM_IO_NONE;
+	if (redisAppendCommandArgv(ctx, argc, argv, argvlen) != REDIS_OK)
+	{
+		io_failure = WM_IO_ERROR;
+		return NULL;
+	}
+	if (!flush_output(deadline))
+		return NULL;
+	return read_reply(deadline);
+}
+
+/* round_trip(), with an error reply counted as a failure. */
 static redisReply *
 command(int argc, const char **argv, const size_t *argvlen)
 {
-	redisReply *reply = redisCommandArgv(ctx, argc, argv, argvlen);
+	redisReply *reply = round_trip(argc, argv, argvlen);
 
-	if (reply == NULL)
-		return NULL;
-	if (reply->type == REDIS_REPLY_ERROR)
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
 	{
 		freeReplyObject(reply);
+		io_failure = WM_IO_ERROR;
 		return NULL;
 	}
 	return reply;
@@ -218,7 +359,8 @@ handshake(const char **detail)
 		explicit_bzero(password, sizeof(password));
 		if (reply == NULL)
 		{
-			*detail = ctx->err ? ctx->errstr : "authentication failed";
+			*detail = io_failure == WM_IO_ERROR && !ctx->err ?
+				"authentication failed" : io_failure_text();
 			return false;
 		}
 		freeReplyObject(reply);
@@ -231,7 +373,8 @@ handshake(const char **detail)
 		reply = command(2, argv, NULL);
 		if (reply == NULL)
 		{
-			*detail = ctx->err ? ctx->errstr : "SELECT of the database failed";
+			*detail = io_failure == WM_IO_ERROR && !ctx->err ?
+				"SELECT of the database failed" : io_failure_text();
 			return false;
 		}
 		freeReplyObject(reply);
@@ -250,7 +393,7 @@ handshake(const char **detail)
 	{
 		if (reply)
 			freeReplyObject(reply);
-		*detail = ctx->err ? ctx->errstr : "INFO server returned no run_id";
+		*detail = reply == NULL ? io_failure_text() : "INFO server returned no run_id";
 		return false;
 	}
 	p += strlen("run_id:");
@@ -273,11 +416,69 @@ wm_redis_configured(void)
 	return wm_guc_redis_host != NULL && wm_guc_redis_host[0] != '\0';
 }
 
+/*
+ * Where cached values live: host, port, ACL user, database and key prefix
+ * (the password authenticates; it does not choose the data).  The worker
+ * publishes its signature in shared memory (shmem.c).
+ */
+uint64
+wm_redis_target_signature(void)
+{
+	static uint64 sig = 0;
+	static uint64 sig_generation = 0;
+	char		buf[WM_MAX_KEY_LEN * 2];
+
+	if (sig != 0 && sig_generation == wm_guc_redis_target_generation)
+		return sig;
+	snprintf(buf, sizeof(buf), "%s|%d|%s|%d|%s",
+			 wm_guc_redis_host ? wm_guc_redis_host : "", wm_guc_redis_port,
+			 wm_guc_redis_user ? wm_guc_redis_user : "", wm_guc_redis_database,
+			 wm_guc_key_prefix ? wm_guc_key_prefix : "");
+	sig = hash_bytes_extended((const unsigned char *) buf, strlen(buf), 0);
+	if (sig == 0)
+		sig = 1;				/* 0 means "no worker target yet" */
+	sig_generation = wm_guc_redis_target_generation;
+	return sig;
+}
+
+/* Connect without blocking, within wm_perf.redis_connect_timeout. */
+static bool
+open_connection(const char **detail)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   wm_guc_redis_connect_timeout);
+	int			err = 0;
+	socklen_t	len = sizeof(err);
+
+	if (wm_guc_redis_host[0] == '/')
+		ctx = redisConnectUnixNonBlock(wm_guc_redis_host);
+	else
+		ctx = redisConnectNonBlock(strcmp(wm_guc_redis_host, "localhost") == 0 ?
+								   "127.0.0.1" : wm_guc_redis_host,
+								   wm_guc_redis_port);
+	if (ctx == NULL || ctx->err)
+	{
+		*detail = ctx ? ctx->errstr : "out of memory";
+		return false;
+	}
+	io_failure = WM_IO_NONE;
+	if (!wait_socket(POLLOUT, deadline))
+	{
+		*detail = io_failure_text();
+		return false;
+	}
+	if (getsockopt(ctx->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)
+	{
+		*detail = strerror(err != 0 ? err : errno);
+		return false;
+	}
+	return true;
+}
+
 /* Make sure ctx is usable. */
 static WmRedisStatus
 ensure_connection(void)
 {
-	struct timeval tv;
 	const char *detail = NULL;
 
 	if (!wm_redis_configured())
@@ -292,24 +493,10 @@ ensure_connection(void)
 	if (backoff_until != 0 && GetCurrentTimestamp() < backoff_until)
 		return WM_REDIS_BACKOFF;
 
-	tv = ms_to_timeval(wm_guc_redis_connect_timeout);
-	if (wm_guc_redis_host[0] == '/')
-		ctx = redisConnectUnixWithTimeout(wm_guc_redis_host, tv);
-	else
-		ctx = redisConnectWithTimeout(strcmp(wm_guc_redis_host, "localhost") == 0 ?
-									  "127.0.0.1" : wm_guc_redis_host,
-									  wm_guc_redis_port, tv);
-	if (ctx == NULL || ctx->err)
+	if (!open_connection(&detail) || !handshake(&detail))
 	{
 		fail(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION, "connect to",
-			 ctx ? ctx->errstr : "out of memory");
-		return WM_REDIS_FAILED;
-	}
-	if (redisSetTimeout(ctx, ms_to_timeval(wm_guc_redis_command_timeout)) != REDIS_OK ||
-		!handshake(&detail))
-	{
-		fail(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION, "connect to",
-			 detail ? detail : ctx->errstr);
+			 detail);
 		return WM_REDIS_FAILED;
 	}
 	ctx_target_generation = wm_guc_redis_target_generation;
@@ -320,12 +507,12 @@ ensure_connection(void)
 /*
  * Should a failed command on a connection that was open before this call be
  * retried on a new one?  Only for a closed connection, never after a
- * timeout.
+ * timeout or an interrupt.
  */
 static bool
 retryable(void)
 {
-	return ctx != NULL && ctx->err == REDIS_ERR_EOF;
+	return ctx != NULL && io_failure == WM_IO_ERROR && ctx->err == REDIS_ERR_EOF;
 }
 
 static void
@@ -368,7 +555,7 @@ wm_redis_lookup(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 		argv[6] = vsuffix;
 		argv[7] = run_id;
 		start = GetCurrentTimestamp();
-		reply = redisCommandArgv(ctx, 8, argv, NULL);
+		reply = round_trip(8, argv, NULL);
 		count_trip(kind, start);
 		if (reply != NULL)
 			break;
@@ -379,7 +566,7 @@ wm_redis_lookup(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 
 	if (reply == NULL)
 	{
-		fail(ERRCODE_CONNECTION_FAILURE, "read from", ctx ? ctx->errstr : NULL);
+		fail(ERRCODE_CONNECTION_FAILURE, "read from", io_failure_text());
 		return WM_REDIS_FAILED;
 	}
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
@@ -443,29 +630,36 @@ wm_redis_store(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 	for (i = 0; i < 10; i++)
 		argvlen[i] = i == 8 ? len : strlen(argv[i]);
 	start = GetCurrentTimestamp();
-	reply = redisCommandArgv(ctx, 10, argv, argvlen);
+	reply = round_trip(10, argv, argvlen);
 	count_trip(kind, start);
 	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER)
 	{
+		const char *why = reply == NULL ? io_failure_text() : "error reply";
+
 		if (reply)
 			freeReplyObject(reply);
-		fail(ERRCODE_CONNECTION_FAILURE, "write to", ctx && ctx->err ? ctx->errstr : "error reply");
+		fail(ERRCODE_CONNECTION_FAILURE, "write to", why);
 		return WM_REDIS_FAILED;
 	}
 	freeReplyObject(reply);
 	return WM_REDIS_OK;
 }
 
-/* Send the pipeline and read every reply; false on any failure. */
+/*
+ * Send the pipeline and read every reply, all within one command timeout;
+ * false on any failure.  Post-commit safe.
+ */
 static bool
 pipeline(int nincr, char *const *incr_keys, int nunlink,
 		 char *const *unlink_keys, long *unlinked)
 {
+	TimestampTz deadline = command_deadline();
 	const char *argv[2];
 	redisReply *reply;
 	int			i;
 	bool		ok = true;
 
+	io_failure = WM_IO_NONE;
 	if (nincr > 0)
 	{
 		const char *bargv[3 + WM_MAX_BUMP_KEYS];
@@ -489,9 +683,11 @@ pipeline(int nincr, char *const *incr_keys, int nunlink,
 		if (redisAppendCommandArgv(ctx, 2, argv, NULL) != REDIS_OK)
 			return false;
 	}
+	if (!flush_output(deadline))
+		return false;
 	for (i = 0; i < (nincr > 0 ? 1 : 0) + nunlink; i++)
 	{
-		if (redisGetReply(ctx, (void **) &reply) != REDIS_OK || reply == NULL)
+		if ((reply = read_reply(deadline)) == NULL)
 			return false;
 		if (reply->type == REDIS_REPLY_ERROR)
 			ok = false;
@@ -532,21 +728,58 @@ wm_redis_deliver(int nincr, char *const *incr_keys,
 	if (!ok)
 	{
 		fail(ERRCODE_CONNECTION_FAILURE, "deliver invalidations to",
-			 ctx && ctx->err ? ctx->errstr : "error reply");
+			 io_failure != WM_IO_NONE ? io_failure_text() : "error reply");
 		return WM_REDIS_FAILED;
 	}
 	return WM_REDIS_OK;
 }
 
-WmRedisStatus
-wm_redis_unlink_matching(const char *pattern, int max_rounds, long *unlinked)
+/* UNLINK the keys of one SCAN reply.  Post-commit safe (malloc only). */
+static bool
+unlink_batch(redisReply *keys, long *unlinked)
 {
-	char		cursor[32] = "0";
+	size_t		n = keys->elements;
+	const char **uargv;
+	size_t	   *uargvlen;
+	redisReply *r = NULL;
+	size_t		i;
+
+	if (n == 0)
+		return true;
+	uargv = malloc(sizeof(char *) * (n + 1));
+	uargvlen = malloc(sizeof(size_t) * (n + 1));
+	if (uargv != NULL && uargvlen != NULL)
+	{
+		uargv[0] = "UNLINK";
+		uargvlen[0] = 6;
+		for (i = 0; i < n; i++)
+		{
+			uargv[i + 1] = keys->element[i]->str;
+			uargvlen[i + 1] = keys->element[i]->len;
+		}
+		r = round_trip((int) n + 1, uargv, uargvlen);
+	}
+	free(uargv);
+	free(uargvlen);
+	if (r == NULL || r->type != REDIS_REPLY_INTEGER)
+	{
+		if (r)
+			freeReplyObject(r);
+		return false;
+	}
+	*unlinked += (long) r->integer;
+	freeReplyObject(r);
+	return true;
+}
+
+WmRedisStatus
+wm_redis_unlink_matching(const char *pattern, char *cursor, int max_rounds,
+						 TimestampTz deadline, long *unlinked)
+{
 	const char *argv[6];
 	redisReply *reply;
 	WmRedisStatus st;
 	int			round;
-	size_t		i;
 
 	*unlinked = 0;
 	if ((st = ensure_connection()) != WM_REDIS_OK)
@@ -554,62 +787,41 @@ wm_redis_unlink_matching(const char *pattern, int max_rounds, long *unlinked)
 
 	for (round = 0; round < max_rounds; round++)
 	{
+		if (round > 0 && deadline != 0 && GetCurrentTimestamp() >= deadline)
+			break;
 		argv[0] = "SCAN";
 		argv[1] = cursor;
 		argv[2] = "MATCH";
 		argv[3] = pattern;
 		argv[4] = "COUNT";
 		argv[5] = "1000";
-		reply = redisCommandArgv(ctx, 6, argv, NULL);
+		reply = round_trip(6, argv, NULL);
 		if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
 			reply->elements != 2 ||
 			reply->element[0]->type != REDIS_REPLY_STRING ||
+			reply->element[0]->len >= WM_SCAN_CURSOR_LEN ||
 			reply->element[1]->type != REDIS_REPLY_ARRAY)
 		{
+			const char *why = reply == NULL ? io_failure_text() : "unexpected reply to SCAN";
+
 			if (reply)
 				freeReplyObject(reply);
-			fail(ERRCODE_CONNECTION_FAILURE, "scan", ctx ? ctx->errstr : NULL);
+			fail(ERRCODE_CONNECTION_FAILURE, "scan", why);
 			return WM_REDIS_FAILED;
 		}
-		strlcpy(cursor, reply->element[0]->str, sizeof(cursor));
-		if (reply->element[1]->elements > 0)
+		if (!unlink_batch(reply->element[1], unlinked))
 		{
-			size_t		n = reply->element[1]->elements;
-			const char **uargv = malloc(sizeof(char *) * (n + 1));
-			size_t	   *uargvlen = malloc(sizeof(size_t) * (n + 1));
-			redisReply *r = NULL;
-
-			/* malloc, not palloc: this runs after commit. */
-			if (uargv != NULL && uargvlen != NULL)
-			{
-				uargv[0] = "UNLINK";
-				uargvlen[0] = 6;
-				for (i = 0; i < n; i++)
-				{
-					uargv[i + 1] = reply->element[1]->element[i]->str;
-					uargvlen[i + 1] = reply->element[1]->element[i]->len;
-				}
-				r = redisCommandArgv(ctx, (int) n + 1, uargv, uargvlen);
-			}
-			free(uargv);
-			free(uargvlen);
-			if (r == NULL || r->type != REDIS_REPLY_INTEGER)
-			{
-				if (r)
-					freeReplyObject(r);
-				freeReplyObject(reply);
-				fail(ERRCODE_CONNECTION_FAILURE, "unlink keys in",
-					 ctx && ctx->err ? ctx->errstr : "UNLINK failed");
-				return WM_REDIS_FAILED;
-			}
-			*unlinked += (long) r->integer;
-			freeReplyObject(r);
+			freeReplyObject(reply);
+			fail(ERRCODE_CONNECTION_FAILURE, "unlink keys in", io_failure_text());
+			return WM_REDIS_FAILED;
 		}
+		/* Only once the keys it returned are gone does the scan move on. */
+		strlcpy(cursor, reply->element[0]->str, WM_SCAN_CURSOR_LEN);
 		freeReplyObject(reply);
 		if (strcmp(cursor, "0") == 0)
 			return WM_REDIS_OK;
 	}
-	return WM_REDIS_FAILED;
+	return WM_REDIS_INCOMPLETE;
 }
 
 void

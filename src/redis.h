@@ -13,6 +13,8 @@
 #ifndef WM_PERF_REDIS_H
 #define WM_PERF_REDIS_H
 
+#include "datatype/timestamp.h"
+
 #include "wm_perf.h"
 
 typedef enum WmRedisStatus
@@ -20,12 +22,19 @@ typedef enum WmRedisStatus
 	WM_REDIS_OK = 0,
 	WM_REDIS_DISABLED,			/* wm_perf.redis_host is empty */
 	WM_REDIS_BACKOFF,			/* a recent failure: not trying now */
-	WM_REDIS_FAILED				/* connect/command failed, timed out, or an
-								 * unexpected reply */
+	WM_REDIS_FAILED,			/* connect/command failed, timed out, was
+								 * interrupted, or an unexpected reply */
+	WM_REDIS_INCOMPLETE			/* a scan stopped at its budget; resumable */
 } WmRedisStatus;
+
+/* Room for a SCAN cursor (a 64-bit number in decimal). */
+#define WM_SCAN_CURSOR_LEN 32
 
 /* Is a Redis target configured at all? */
 extern bool wm_redis_configured(void);
+
+/* A non-zero hash of the settings that choose where values live. */
+extern uint64 wm_redis_target_signature(void);
 
 /* The counters a cached value was looked up under. */
 typedef struct WmCacheVersion
@@ -70,11 +79,15 @@ extern WmRedisStatus wm_redis_deliver(int nincr, char *const *incr_keys,
 									  long *unlinked);
 
 /*
- * UNLINK every key matching a glob pattern, with SCAN ... COUNT 1000, for at
- * most max_rounds SCAN round trips.  Post-commit safe.  Returns
- * WM_REDIS_FAILED also when the scan did not finish within max_rounds.
+ * UNLINK every key matching a glob pattern, with SCAN ... COUNT 1000,
+ * starting at *cursor ("0": from the start) and leaving in it where the scan
+ * stopped.  At most max_rounds SCAN round trips, and none started after
+ * 'deadline' (0: none) once one was made.  Returns WM_REDIS_OK when the
+ * scan is complete, WM_REDIS_INCOMPLETE when it stopped at its budget (call
+ * again with the cursor).  Post-commit safe.
  */
-extern WmRedisStatus wm_redis_unlink_matching(const char *pattern, int max_rounds,
+extern WmRedisStatus wm_redis_unlink_matching(const char *pattern, char *cursor,
+											  int max_rounds, TimestampTz deadline,
 											  long *unlinked);
 
 /* Close the connection (it is reopened lazily). */

@@ -11,8 +11,9 @@
  *	  sections are loads, stores and scans of the two fixed arrays: no
  *	  allocation, no call that can fail, so the post-commit path may take
  *	  it.
- *	- ndirty_hint and epoch_delivered are atomics readers test without the
- *	  lock; a reader that sees a non-zero hint takes the lock to look.
+ *	- ndirty_hint, epoch_demand, epoch_done and worker_target are atomics
+ *	  readers test without the lock; a reader that sees a non-zero hint
+ *	  takes the lock to look.
  *
  * Protocol: a commit that changed a scope marks (database, scopes) dirty
  * here and sets the worker's latch; it does no network I/O.  The worker
@@ -20,12 +21,25 @@
  * clears an entry only if nothing marked it again meanwhile (seq).  A
  * reader that finds its scope dirty bumps the generation itself and clears
  * the scope's bit under the same seq rule (wm_shmem_clear_scope), so it
- * never has to wait for the worker.  A fresh shared memory segment (first
- * start or crash restart) starts with epoch_delivered false: every scope of
- * every database is treated as dirty, and readers bypass the cache, until
- * the worker has bumped the global epoch key, which makes every older
- * cached value unreachable.  When dirty[] is full, overflow forces the same
- * epoch bump.
+ * never has to wait for the worker.  Epoch bumps are counted: every demand
+ * for one (a fresh shared memory segment, a change of the Redis target, no
+ * Redis configured, a commit without Redis) increments epoch_demand, and
+ * the worker, after a bump of the global epoch key that was sent after it
+ * read epoch_demand = D, raises epoch_done to at least D (compare and
+ * swap), never lowering it.  While epoch_done < epoch_demand every scope of
+ * every database is treated as dirty and readers bypass the cache, so a
+ * demand that arrives during the worker's round trip is never lost (a flag
+ * set to "delivered" after the round trip would erase it).  A fresh segment
+ * starts with one demand outstanding.  When dirty[] is full, overflow
+ * forces the same epoch bump.
+ *
+ * Redis target: the worker publishes in worker_target a signature of the
+ * Redis target it uses (redis.c), after demanding an epoch bump for a new
+ * one.  Processes take in a reload at different times; one whose own target
+ * differs from the worker's neither reads, stores nor delivers there (it
+ * bypasses, and leaves its commits' scopes to the worker), so that an
+ * invalidation never goes to a Redis the worker no longer bumps, nor clears
+ * a mark that the worker's target still needs.
  *
  * Local generations: generations[] holds one counter per (database, scope)
  * slot (a hash; two pairs may share a slot, which only costs extra misses).
@@ -83,7 +97,9 @@ typedef struct WmSharedState
 {
 	pg_atomic_uint64 counters[WM_METRIC_KIND_COUNT * WM_COUNTER_COUNT];
 	pg_atomic_uint64 generations[WM_GEN_SLOTS];
-	pg_atomic_uint32 epoch_delivered;
+	pg_atomic_uint64 epoch_demand;	/* epoch bumps demanded */
+	pg_atomic_uint64 epoch_done;	/* demands a completed bump covers */
+	pg_atomic_uint64 worker_target; /* the worker's target; 0: unknown */
 	pg_atomic_uint32 ndirty_hint;
 	slock_t		mutex;
 	uint64		seq;			/* last sequence number handed out */
@@ -134,7 +150,9 @@ wm_shmem_startup(void)
 			pg_atomic_init_u64(&shared->counters[i], 0);
 		for (i = 0; i < WM_GEN_SLOTS; i++)
 			pg_atomic_init_u64(&shared->generations[i], 0);
-		pg_atomic_init_u32(&shared->epoch_delivered, 0);
+		pg_atomic_init_u64(&shared->epoch_demand, 1);
+		pg_atomic_init_u64(&shared->epoch_done, 0);
+		pg_atomic_init_u64(&shared->worker_target, 0);
 		pg_atomic_init_u32(&shared->ndirty_hint, 0);
 		SpinLockInit(&shared->mutex);
 		shared->seq = 0;
@@ -182,7 +200,7 @@ wm_shmem_scope_state(Oid dboid, WmScope scope, uint64 *seq)
 	*seq = 0;
 	if (shared == NULL)
 		return WM_DIRTY_NONE;
-	if (pg_atomic_read_u32(&shared->epoch_delivered) == 0)
+	if (wm_shmem_epoch_pending())
 		return WM_DIRTY_ALL;
 	if (pg_atomic_read_u32(&shared->ndirty_hint) == 0)
 		return WM_DIRTY_NONE;
@@ -457,8 +475,7 @@ wm_shmem_snapshot_dirty(WmDirtyEntry *out, bool *need_epoch, uint64 *upto)
 	SpinLockAcquire(&shared->mutex);
 	n = shared->ndirty;
 	memcpy(out, shared->dirty, sizeof(WmDirtyEntry) * n);
-	*need_epoch = shared->overflow_seq != 0 ||
-		pg_atomic_read_u32(&shared->epoch_delivered) == 0;
+	*need_epoch = shared->overflow_seq != 0 || wm_shmem_epoch_pending();
 	*upto = shared->seq;
 	SpinLockRelease(&shared->mutex);
 	return n;
@@ -485,13 +502,12 @@ wm_shmem_clear_dirty(Oid dboid, uint64 seq)
 	SpinLockRelease(&shared->mutex);
 }
 
-/* The epoch was bumped after sequence 'seq': everything up to it is done. */
-void
-wm_shmem_epoch_done(uint64 seq)
+/* Drop the dirty entries marked up to sequence 'seq'.  Under the mutex. */
+static void
+clear_dirty_upto(uint64 seq)
 {
 	int			i;
 
-	SpinLockAcquire(&shared->mutex);
 	for (i = shared->ndirty - 1; i >= 0; i--)
 	{
 		if (shared->dirty[i].seq <= seq)
@@ -504,18 +520,67 @@ wm_shmem_epoch_done(uint64 seq)
 		shared->overflow_seq = 0;
 	if (shared->ndirty == 0 && shared->overflow_seq == 0)
 		pg_atomic_write_u32(&shared->ndirty_hint, 0);
+}
+
+/*
+ * Is an epoch bump demanded and not yet made?  Reads epoch_done before
+ * epoch_demand: both only grow, so "not pending" holds at the moment
+ * epoch_demand is read.
+ */
+bool
+wm_shmem_epoch_pending(void)
+{
+	uint64		done;
+
+	if (shared == NULL)
+		return false;
+	done = pg_atomic_read_u64(&shared->epoch_done);
+	pg_read_barrier();
+	return done < pg_atomic_read_u64(&shared->epoch_demand);
+}
+
+/* Is any scope of any database marked dirty (a hint, read without lock)? */
+bool
+wm_shmem_any_dirty(void)
+{
+	return shared != NULL && pg_atomic_read_u32(&shared->ndirty_hint) != 0;
+}
+
+/* The demands so far: read by the worker before it sends a bump. */
+uint64
+wm_shmem_epoch_demand(void)
+{
+	return pg_atomic_read_u64(&shared->epoch_demand);
+}
+
+/*
+ * The epoch was bumped after sequence 'seq' and after 'demand' demands:
+ * the dirty entries up to seq are done, and so are those demands (a demand
+ * that came after them stays pending).
+ */
+void
+wm_shmem_epoch_done(uint64 seq, uint64 demand)
+{
+	uint64		done = pg_atomic_read_u64(&shared->epoch_done);
+
+	SpinLockAcquire(&shared->mutex);
+	clear_dirty_upto(seq);
 	SpinLockRelease(&shared->mutex);
-	pg_atomic_write_u32(&shared->epoch_delivered, 1);
+	while (done < demand &&
+		   !pg_atomic_compare_exchange_u64(&shared->epoch_done, &done, demand))
+		;
 }
 
 /*
  * No Redis is configured: drop what is pending, and demand an epoch bump
- * before the cache is used again.
+ * before the cache is used again (the demand is never marked done here).
  */
 void
 wm_shmem_forget_all(uint64 seq)
 {
-	wm_shmem_epoch_done(seq);
+	SpinLockAcquire(&shared->mutex);
+	clear_dirty_upto(seq);
+	SpinLockRelease(&shared->mutex);
 	wm_shmem_require_epoch();
 }
 
@@ -532,9 +597,33 @@ wm_shmem_require_epoch(void)
 
 	if (shared == NULL)
 		return;
-	pg_atomic_write_u32(&shared->epoch_delivered, 0);
+	pg_atomic_fetch_add_u64(&shared->epoch_demand, 1);
 	for (i = 0; i < WM_GEN_SLOTS; i++)
 		pg_atomic_fetch_add_u64(&shared->generations[i], 1);
+}
+
+/* The worker's Redis target (after it demanded a bump for a new one). */
+void
+wm_shmem_set_worker_target(uint64 signature)
+{
+	pg_write_barrier();
+	pg_atomic_write_u64(&shared->worker_target, signature);
+}
+
+/*
+ * Is this process's Redis target the worker's?  Always true without
+ * preload (no worker).  Read before the epoch state (cache_usable()).
+ */
+bool
+wm_shmem_worker_target_is(uint64 signature)
+{
+	bool		same;
+
+	if (shared == NULL)
+		return true;
+	same = pg_atomic_read_u64(&shared->worker_target) == signature;
+	pg_read_barrier();
+	return same;
 }
 
 /* Databases with undelivered scopes, +1 while the epoch is pending. */
@@ -548,7 +637,7 @@ wm_shmem_pending(void)
 	SpinLockAcquire(&shared->mutex);
 	n = shared->ndirty + (shared->overflow_seq != 0 ? 1 : 0);
 	SpinLockRelease(&shared->mutex);
-	if (pg_atomic_read_u32(&shared->epoch_delivered) == 0)
+	if (wm_shmem_epoch_pending())
 		n++;
 	LWLockAcquire(shared->queue_lock, LW_SHARED);
 	n += shared->nqueued;

@@ -241,20 +241,19 @@ build_query(WmRadiusQuery which, const char *table, bool is_geometry,
 	appendStringInfo(&sql,
 					 "SELECT t.id::pg_catalog.uuid, %s.ST_Distance(%s, $1), ",
 					 postgis, geog);
+	/*
+	 * Label columns (enums or text) are selected as they are and turned into
+	 * text by their output function when a row is kept (radius_keep()): a
+	 * cast could run a table owner's function with the caller's rights.
+	 */
 	if (which == WM_QUERY_BINS)
 		appendStringInfoString(&sql,
-							   "t.bin_number::pg_catalog.text,"
-							   " t.customer_id::pg_catalog.uuid,"
-							   " t.bin_type::pg_catalog.text,"
-							   " t.status::pg_catalog.text,"
+							   "t.bin_number, t.customer_id, t.bin_type, t.status,"
 							   " t.fill_level_percent::pg_catalog.int4");
 	else
 		appendStringInfoString(&sql,
-							   "t.route_number::pg_catalog.text,"
-							   " t.route_name::pg_catalog.text,"
-							   " t.route_type::pg_catalog.text,"
-							   " t.service_day::pg_catalog.text,"
-							   " t.territory::pg_catalog.text");
+							   "t.route_number, t.route_name, t.route_type,"
+							   " t.service_day, t.territory");
 	appendStringInfo(&sql,
 					 " FROM %s t"
 					 " WHERE t.status OPERATOR(pg_catalog.=) 'active'"
@@ -376,6 +375,9 @@ typedef struct WmRadiusReceiver
 {
 	DestReceiver pub;
 	TupleDesc	result_desc;	/* the declared result columns */
+	FmgrInfo	to_text[WM_RESULT_NATTS];	/* output functions, where the
+											 * query's column is not text */
+	bool		convert[WM_RESULT_NATTS];
 	int			max_results;
 	double		radius_m;
 	double		bound;			/* no row beyond this can qualify */
@@ -396,11 +398,49 @@ radius_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 		elog(ERROR, "radius lookup returned %d columns, expected %d",
 			 typeinfo->natts, WM_RESULT_NATTS);
 	for (i = 0; i < WM_RESULT_NATTS; i++)
-		if (TupleDescAttr(typeinfo, i)->atttypid !=
-			TupleDescAttr(recv->result_desc, i)->atttypid)
+	{
+		Oid			got = TupleDescAttr(typeinfo, i)->atttypid;
+		Oid			want = TupleDescAttr(recv->result_desc, i)->atttypid;
+
+		recv->convert[i] = false;
+		if (got == want)
+			continue;
+		if (want != TEXTOID)
 			elog(ERROR, "radius lookup column %d has type %u, expected %u",
-				 i + 1, TupleDescAttr(typeinfo, i)->atttypid,
-				 TupleDescAttr(recv->result_desc, i)->atttypid);
+				 i + 1, got, want);
+		{
+			Oid			typoutput;
+			bool		typisvarlena;
+
+			getTypeOutputInfo(got, &typoutput, &typisvarlena);
+			fmgr_info_cxt(typoutput, &recv->to_text[i], recv->cxt);
+			recv->convert[i] = true;
+		}
+	}
+}
+
+/* A query row as a result row (labels as text), in the work context. */
+static HeapTuple
+radius_keep(WmRadiusReceiver *recv, TupleTableSlot *slot)
+{
+	Datum		values[WM_RESULT_NATTS];
+	bool		nulls[WM_RESULT_NATTS];
+	MemoryContext oldcxt = MemoryContextSwitchTo(recv->cxt);
+	HeapTuple	tup;
+	int			i;
+
+	slot_getallattrs(slot);
+	for (i = 0; i < WM_RESULT_NATTS; i++)
+	{
+		nulls[i] = slot->tts_isnull[i];
+		values[i] = slot->tts_values[i];
+		if (recv->convert[i] && !nulls[i])
+			values[i] = CStringGetTextDatum(OutputFunctionCall(&recv->to_text[i],
+															   values[i]));
+	}
+	tup = heap_form_tuple(recv->result_desc, values, nulls);
+	MemoryContextSwitchTo(oldcxt);
+	return tup;
 }
 
 static bool
@@ -433,9 +473,9 @@ radius_receive(TupleTableSlot *slot, DestReceiver *self)
 	{
 		oldcxt = MemoryContextSwitchTo(recv->cxt);
 		kept = palloc(sizeof(WmCandidate));
-		*kept = cand;
-		kept->tuple = ExecCopySlotHeapTuple(slot);
 		MemoryContextSwitchTo(oldcxt);
+		*kept = cand;
+		kept->tuple = radius_keep(recv, slot);
 		binaryheap_add(recv->heap, PointerGetDatum(kept));
 	}
 	else
@@ -445,9 +485,7 @@ radius_receive(TupleTableSlot *slot, DestReceiver *self)
 			return true;
 		heap_freetuple(kept->tuple);
 		*kept = cand;
-		oldcxt = MemoryContextSwitchTo(recv->cxt);
-		kept->tuple = ExecCopySlotHeapTuple(slot);
-		MemoryContextSwitchTo(oldcxt);
+		kept->tuple = radius_keep(recv, slot);
 		binaryheap_replace_first(recv->heap, PointerGetDatum(kept));
 	}
 
@@ -536,6 +574,7 @@ radius_lookup(FunctionCallInfo fcinfo, const WmRadiusArgs *args)
 	 * Resolve the tables and PostGIS before connecting (that may use SPI
 	 * itself), and only when the configuration changed.
 	 */
+	wm_config_refresh();
 	generation = wm_config_generation();
 	if (p->plan == NULL || p->generation != generation)
 	{

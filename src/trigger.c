@@ -25,6 +25,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "storage/lmgr.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -32,23 +33,6 @@
 #include "utils/tuplestore.h"
 
 #include "wm_perf.h"
-
-/* Columns whose change matters, per table role (see DESIGN.md section 2). */
-static const char *const routes_columns[] = {
-	"id", "route_number", "route_name", "territory", "route_type",
-	"service_day", "status", "estimated_duration_minutes",
-	"estimated_distance_miles", "ai_optimized", "optimization_score",
-	"route_geometry", "deleted_at", NULL
-};
-static const char *const bins_columns[] = {
-	"id", "bin_number", "customer_id", "bin_type", "material", "status",
-	"capacity_cubic_yards", "fill_level_percent", "gps_enabled",
-	"sensor_enabled", "next_service_date", "location", "deleted_at", NULL
-};
-static const char *const customers_columns[] = {"id", "deleted_at", NULL};
-static const char *const events_columns[] = {
-	"id", "customer_id", "event_type", "created_at", "deleted_at", NULL
-};
 
 typedef struct WmRule
 {
@@ -71,21 +55,19 @@ static MemoryContext rules_context = NULL;
 static bool
 table_of_role(const char *role, WmTable *table, WmScope *scope)
 {
-	int			t;
+	int			t = wm_table_of_role(role);
 
-	for (t = 0; t < WM_TABLE_ORGANIZATIONS; t++)
-	{
-		if (strcmp(role, wm_table_role_name((WmTable) t)) == 0)
-		{
-			*table = (WmTable) t;
-			*scope = t == WM_TABLE_ROUTES ? WM_SCOPE_ROUTES : WM_SCOPE_BINS;
-			return true;
-		}
-	}
-	return false;
+	if (t < 0 || t == WM_TABLE_ORGANIZATIONS)
+		return false;
+	*table = (WmTable) t;
+	*scope = t == WM_TABLE_ROUTES ? WM_SCOPE_ROUTES : WM_SCOPE_BINS;
+	return true;
 }
 
-/* Is relid the attached table, or one of its partitions? */
+/*
+ * Is relid the attached table, or one of its partitions or inheritance
+ * children (whose rows the statistics read through the attached table)?
+ */
 static bool
 is_attached_relation(Oid relid, Oid attached)
 {
@@ -93,21 +75,7 @@ is_attached_relation(Oid relid, Oid attached)
 		return false;
 	if (relid == attached)
 		return true;
-	if (get_rel_relispartition(relid))
-		return list_member_oid(get_partition_ancestors(relid), attached);
-	return false;
-}
-
-static const char *const *
-relevant_columns(const char *role)
-{
-	if (strcmp(role, "routes") == 0)
-		return routes_columns;
-	if (strcmp(role, "bins") == 0)
-		return bins_columns;
-	if (strcmp(role, "customers") == 0)
-		return customers_columns;
-	return events_columns;
+	return wm_relation_descends_from(relid, attached);
 }
 
 static bool
@@ -165,16 +133,52 @@ load_rules(void)
 }
 
 /*
+ * Does a rule expand to a glob pattern for this row?  It does if it has
+ * glob characters of its own, or a placeholder that no column fills (an
+ * unknown column, or the glob form: no row).
+ */
+static bool
+expands_to_glob(const char *pattern, bool is_glob, TupleDesc desc,
+				TupleTableSlot *slot)
+{
+	const char *p = pattern;
+
+	if (is_glob)
+		return true;
+	while ((p = strchr(p, '{')) != NULL)
+	{
+		const char *close = strchr(p, '}');
+		char	   *col;
+		bool		unknown;
+
+		if (close == NULL)
+			break;
+		col = pnstrdup(p + 1, close - p - 1);
+		unknown = slot == NULL || SPI_fnumber(desc, col) <= 0;
+		pfree(col);
+		if (unknown)
+			return true;
+		p = close + 1;
+	}
+	return false;
+}
+
+/*
  * Expand a rule's {column} placeholders from one row.  Returns NULL when a
  * placeholder column is NULL in that row.  An unknown column becomes "*",
- * which errs on the side of deleting more.
+ * which errs on the side of deleting more.  *glob tells whether the key is
+ * a glob pattern; it is decided before any value is expanded, so that in a
+ * glob every value's own * ? [ ] \ is escaped, whatever the order of the
+ * placeholders.
  */
 static char *
-expand_rule(const char *pattern, TupleDesc desc, TupleTableSlot *slot, bool *glob)
+expand_rule(const char *pattern, bool is_glob, TupleDesc desc,
+			TupleTableSlot *slot, bool *glob)
 {
 	StringInfoData buf;
 	const char *p = pattern;
 
+	*glob = expands_to_glob(pattern, is_glob, desc, slot);
 	initStringInfo(&buf);
 	while (*p)
 	{
@@ -190,17 +194,13 @@ expand_rule(const char *pattern, TupleDesc desc, TupleTableSlot *slot, bool *glo
 			int			attno = slot ? SPI_fnumber(desc, col) : SPI_ERROR_NOATTRIBUTE;
 
 			if (attno <= 0)
-			{
 				appendStringInfoChar(&buf, '*');
-				*glob = true;
-			}
 			else
 			{
 				bool		isnull;
 				Datum		d = slot_getattr(slot, attno, &isnull);
 				Oid			typoutput;
 				bool		typisvarlena;
-
 				char	   *v;
 
 				if (isnull)
@@ -227,9 +227,9 @@ expand_rule(const char *pattern, TupleDesc desc, TupleTableSlot *slot, bool *glo
 static void
 record_rule(WmRule *rule, TupleDesc desc, TupleTableSlot *slot)
 {
-	bool		glob = rule->is_glob;
-	char	   *key = expand_rule(rule->pattern, desc, slot, &glob);
-	bool		fallback_glob = true;
+	bool		glob;
+	char	   *key = expand_rule(rule->pattern, rule->is_glob, desc, slot, &glob);
+	bool		fallback_glob;
 	char	   *fallback;
 
 	if (key == NULL)
@@ -239,12 +239,11 @@ record_rule(WmRule *rule, TupleDesc desc, TupleTableSlot *slot)
 	 * placeholders has none: xact.c escapes the key itself).
 	 */
 	fallback = glob || !rule->has_placeholders ? NULL :
-		expand_rule(rule->pattern, desc, NULL, &fallback_glob);
+		expand_rule(rule->pattern, rule->is_glob, desc, NULL, &fallback_glob);
 	if (!wm_xact_add_key(key, glob, fallback))
 	{
 		/* Too many distinct keys this transaction: delete by pattern. */
-		glob = true;
-		key = expand_rule(rule->pattern, desc, NULL, &glob);
+		key = expand_rule(rule->pattern, rule->is_glob, desc, NULL, &glob);
 		(void) wm_xact_add_key(key, true, NULL);
 	}
 }
@@ -289,10 +288,12 @@ typedef struct WmChange
 } WmChange;
 
 static void
-init_change(WmChange *c, const char *role, TupleDesc desc)
+init_change(WmChange *c, WmTable table, const char *role, TupleDesc desc)
 {
-	const char *const *cols = relevant_columns(role);
+	const char *cols[32];
 	int			i;
+
+	wm_table_columns(table, cols, lengthof(cols));
 
 	memset(c, 0, offsetof(WmChange, others));
 	c->role = role;
@@ -414,10 +415,11 @@ wm_invalidate_cache(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("wm_invalidate_cache() must be called as a trigger")));
 	ev = trigdata->tg_event;
-	if (!TRIGGER_FIRED_AFTER(ev))
+	if (!TRIGGER_FIRED_AFTER(ev) &&
+		!(TRIGGER_FIRED_BEFORE(ev) && TRIGGER_FIRED_FOR_STATEMENT(ev)))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("wm_invalidate_cache() must be fired AFTER the change")));
+				 errmsg("wm_invalidate_cache() must be fired AFTER the change, or BEFORE the statement")));
 	if (trigdata->tg_trigger->tgnargs != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
@@ -431,17 +433,33 @@ wm_invalidate_cache(PG_FUNCTION_ARGS)
 				 errhint("Valid roles are routes, bins, customers and service_events.")));
 
 	/*
-	 * Only the attached table (or a partition of it) invalidates.  A trigger
-	 * left on a table that is no longer attached, or put on some other
-	 * table, does nothing: no other table can flush the cache, and writes
-	 * to a detached table never fail because of wm_perf.
+	 * Only the attached table (or a partition or inheritance child of it)
+	 * invalidates.  A trigger left on a table that is no longer attached, or
+	 * put on some other table, does nothing: no other table can flush the
+	 * cache or delete application keys, and writes never fail because of
+	 * wm_perf.  The answer is exact: a change of wm_perf_config locks the
+	 * tables it names (wm_config_changed()), so a writer either finishes
+	 * before the change commits or takes in its invalidation when it gets
+	 * its table lock, and reloads the configuration here.
 	 */
+	wm_config_refresh();
 	if (!is_attached_relation(RelationGetRelid(trigdata->tg_relation),
 							  wm_table_oid(table)))
 	{
 		ereport(DEBUG1,
 				(errmsg_internal("wm_invalidate_cache('%s') ignored on \"%s\", which is not the attached %s table",
 								 role, RelationGetRelationName(trigdata->tg_relation), role)));
+		return PointerGetDatum(NULL);
+	}
+
+	/*
+	 * BEFORE the statement, before any of its rows changes: from now on
+	 * this transaction may see its own uncommitted rows of the scope, and
+	 * reads it around the cache.  Nothing is recorded for commit.
+	 */
+	if (TRIGGER_FIRED_BEFORE(ev))
+	{
+		wm_xact_touch_scope(scope);
 		return PointerGetDatum(NULL);
 	}
 
@@ -459,7 +477,7 @@ wm_invalidate_cache(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	}
 
-	init_change(&c, role, RelationGetDescr(trigdata->tg_relation));
+	init_change(&c, table, role, RelationGetDescr(trigdata->tg_relation));
 
 	if (TRIGGER_FIRED_FOR_ROW(ev))
 	{
@@ -514,24 +532,90 @@ wm_invalidate_cache(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
+/* Lock an attached (or formerly attached) table against its writers. */
+static void
+lock_config_table(HeapTuple tuple, TupleDesc desc)
+{
+	bool		isnull;
+	Datum		relid;
+
+	if (tuple == NULL)
+		return;
+	relid = heap_getattr(tuple, 2, desc, &isnull);	/* wm_perf_config.relid */
+	if (!isnull)
+		LockRelationOid(DatumGetObjectId(relid), ShareRowExclusiveLock);
+}
+
 /*
- * Statement trigger on wm_perf_config and wm_cache_rules: every backend's
- * cached copy is dropped when the change commits.  A change of the attached
- * tables also invalidates every scope: values computed from the previous
- * tables must not be served for the new ones.
+ * Triggers on wm_perf_config and wm_cache_rules.
+ *
+ * AFTER ... FOR EACH STATEMENT (both tables): every backend's cached copy
+ * is dropped when the change commits.  A change of the attached tables
+ * also invalidates every scope: values computed from the previous tables
+ * must not be served for the new ones.
+ *
+ * AFTER ... FOR EACH ROW on wm_perf_config, and BEFORE TRUNCATE: the
+ * tables named before and after the change are locked in SHARE ROW
+ * EXCLUSIVE mode (as CREATE TRIGGER does) until commit.  A writer of one
+ * of them either commits before the change does (and its change is
+ * counted under the old configuration, then invalidated by this commit),
+ * or waits, and takes in the new configuration with its table lock: no
+ * write can be judged by a configuration older than the one readers use.
  */
 PG_FUNCTION_INFO_V1(wm_config_changed);
 Datum
 wm_config_changed(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerEvent ev;
+	bool		is_config;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("_wm_config_changed() must be called as a trigger")));
+	ev = trigdata->tg_event;
+	is_config = strcmp(RelationGetRelationName(trigdata->tg_relation),
+					   "wm_perf_config") == 0;
+
+	if (TRIGGER_FIRED_FOR_ROW(ev))
+	{
+		TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
+
+		if (is_config)
+		{
+			lock_config_table(trigdata->tg_trigtuple, desc);
+			if (TRIGGER_FIRED_BY_UPDATE(ev))
+				lock_config_table(trigdata->tg_newtuple, desc);
+		}
+		return PointerGetDatum(NULL);
+	}
+	if (TRIGGER_FIRED_BEFORE(ev))
+	{
+		/* BEFORE TRUNCATE: the rows about to go. */
+		if (is_config && TRIGGER_FIRED_BY_TRUNCATE(ev))
+		{
+			StringInfoData sql;
+			uint64		i;
+			int			rc;
+
+			initStringInfo(&sql);
+			appendStringInfo(&sql, "SELECT * FROM %s.%s",
+							 quote_identifier(get_namespace_name(RelationGetNamespace(trigdata->tg_relation))),
+							 quote_identifier(RelationGetRelationName(trigdata->tg_relation)));
+			if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
+			rc = SPI_execute(sql.data, false, 0);
+			wm_spi_check(rc, SPI_OK_SELECT, "reading wm_perf_config");
+			for (i = 0; i < SPI_processed; i++)
+				lock_config_table(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+			SPI_finish();
+		}
+		return PointerGetDatum(NULL);
+	}
+
 	CacheInvalidateRelcache(trigdata->tg_relation);
-	if (strcmp(RelationGetRelationName(trigdata->tg_relation), "wm_perf_config") == 0)
+	if (is_config)
 	{
 		int			s;
 
@@ -552,6 +636,8 @@ wm_cache_flush(PG_FUNCTION_ARGS)
 	int64		n = 0;
 	int			s;
 	int			i;
+
+	wm_config_refresh();
 
 	if (!PG_ARGISNULL(0))
 	{

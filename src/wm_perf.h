@@ -11,9 +11,10 @@
 #include "postgres.h"
 
 #include "port/atomics.h"
+#include "utils/jsonb.h"
 
 /* Version of the Redis key layout; part of every key. */
-#define WM_CACHE_KEY_VERSION	1
+#define WM_CACHE_KEY_VERSION	2
 
 /* Longest Redis key wm_perf builds or deletes. */
 #define WM_MAX_KEY_LEN			512
@@ -143,8 +144,13 @@ extern void wm_shmem_stores_covered(Oid dboid, int scope_mask,
 									const uint64 *seen);
 extern int	wm_shmem_snapshot_dirty(WmDirtyEntry *out, bool *need_epoch, uint64 *upto);
 extern void wm_shmem_clear_dirty(Oid dboid, uint64 seq);
-extern void wm_shmem_epoch_done(uint64 seq);
+extern void wm_shmem_epoch_done(uint64 seq, uint64 demand);
 extern void wm_shmem_set_worker_latch(struct Latch *latch);
+extern void wm_shmem_set_worker_target(uint64 signature);
+extern bool wm_shmem_worker_target_is(uint64 signature);
+extern bool wm_shmem_epoch_pending(void);
+extern bool wm_shmem_any_dirty(void);
+extern uint64 wm_shmem_epoch_demand(void);
 extern int	wm_shmem_pending(void);
 extern void wm_shmem_forget_all(uint64 seq);
 extern void wm_shmem_require_epoch(void);
@@ -153,12 +159,31 @@ extern int	wm_shmem_queue_snapshot(WmQueuedKey *out, bool *overflowed);
 extern void wm_shmem_queue_done(const WmQueuedKey *done);
 extern void wm_shmem_queue_clear(void);
 
+/* cache.c */
+typedef Jsonb *(*WmComputeFn) (void *arg, bool *empty);
+typedef struct WmCacheCall
+{
+	WmMetricKind kind;
+	WmScope		scope;
+	const WmTable *tables;		/* the tables the value is computed from */
+	int			ntables;
+	const char *fn;				/* the statistic, in the key */
+	const char *args;			/* the arguments, unambiguous */
+	WmComputeFn compute;		/* sets *empty when nothing matched */
+	void	   *arg;
+} WmCacheCall;
+extern Jsonb *wm_cache_get(const WmCacheCall *call);
+
 /* worker.c */
 extern void wm_worker_register(void);
 extern PGDLLEXPORT void wm_worker_main(Datum main_arg);
 
 /* spi_util.c */
+extern void wm_config_refresh(void);
 extern Oid	wm_table_oid(WmTable table);
+extern int	wm_table_of_role(const char *role);
+extern bool wm_relation_descends_from(Oid relid, Oid ancestor);
+extern void wm_table_columns(WmTable table, const char **names, int size);
 extern const char *wm_table_qualname(WmTable table);
 extern bool wm_table_is_geometry(WmTable table);
 extern const char *wm_table_role_name(WmTable table);
@@ -171,6 +196,7 @@ extern void wm_spi_check(int rc, int expected, const char *what);
 /* xact.c */
 extern void wm_xact_init(void);
 extern void wm_xact_add_scope(WmScope scope);
+extern void wm_xact_touch_scope(WmScope scope);
 extern void wm_xact_force_scope(WmScope scope);
 extern bool wm_xact_add_key(const char *key, bool pattern, const char *fallback);
 extern void wm_key_epoch(char *buf, size_t size);

@@ -15,6 +15,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -24,6 +26,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "redis.h"
 #include "wm_perf.h"
@@ -76,19 +79,88 @@ count_failure(int scopes)
 	last_attempt_failed = true;
 }
 
-/* SCAN round trips per pattern and pass: up to 10M keys at COUNT 1000. */
-#define WM_WORKER_SCAN_ROUNDS 10000
-
 /* Exact keys per UNLINK round trip. */
 #define WM_WORKER_UNLINK_BATCH 256
 
+/*
+ * One pass deletes application keys for at most this long, then returns to
+ * the main loop (interrupts, reloads, dirty scopes and epoch demands come
+ * first), and goes on where it stopped at the next pass.
+ */
+#define WM_WORKER_SLICE_MS 50
+
+/*
+ * The glob pattern being scanned across passes: its key, its queue
+ * sequence when the scan started from cursor 0, and where the scan is.
+ * The entry is removed from the queue only if nobody queued the pattern
+ * again since the scan started: keys set before a later commit may sit
+ * where the scan has already been, so that commit needs a scan of its own.
+ */
+static bool scan_active = false;
+static WmQueuedKey scan_entry;	/* seq: the sequence at the scan's start */
+static char scan_cursor[WM_SCAN_CURSOR_LEN];
+
 static WmQueuedKey *queue_copy = NULL;
+
+/* What a pass left: nothing, more to do at once, or a failure to retry. */
+typedef enum WmWork
+{
+	WM_WORK_IDLE = 0,
+	WM_WORK_MORE,
+	WM_WORK_RETRY
+} WmWork;
+
+/*
+ * The slice is over, or work more urgent than deleting application keys
+ * has arrived (a reload, a signal, an epoch demand, a dirty scope).
+ */
+static bool
+slice_over(TimestampTz slice_end)
+{
+	if (ConfigReloadPending || InterruptPending)
+		return true;
+	if (wm_shmem_epoch_pending() || wm_shmem_any_dirty())
+		return true;
+	return GetCurrentTimestamp() >= slice_end;
+}
+
+/*
+ * Scan one pattern for the rest of this slice, from where an earlier pass
+ * stopped.  Returns the Redis status: OK when the scan finished (and the
+ * entry was removed unless queued again), INCOMPLETE when the slice ended.
+ */
+static WmRedisStatus
+scan_pattern(const WmQueuedKey *entry, TimestampTz slice_end)
+{
+	WmRedisStatus st;
+	long		unlinked;
+
+	if (!scan_active || strcmp(scan_entry.key, entry->key) != 0)
+	{
+		scan_entry = *entry;
+		strlcpy(scan_cursor, "0", sizeof(scan_cursor));
+		scan_active = true;
+	}
+	st = wm_redis_unlink_matching(entry->key, scan_cursor, INT_MAX, slice_end,
+								  &unlinked);
+	wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_KEYS_DELETED, unlinked);
+	if (st == WM_REDIS_INCOMPLETE)
+		return st;
+	scan_active = false;
+	if (st != WM_REDIS_OK)
+	{
+		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_FAILED, 1);
+		return st;
+	}
+	wm_shmem_queue_done(&scan_entry);
+	return st;
+}
 
 /*
  * Delete the queued application keys: exact keys in pipelined batches,
- * patterns with SCAN.  True when the queue was emptied.
+ * patterns with SCAN, for one time slice.
  */
-static bool
+static WmWork
 delete_queued_keys(void)
 {
 	char	   *batch[WM_WORKER_UNLINK_BATCH];
@@ -99,7 +171,10 @@ delete_queued_keys(void)
 	int			i;
 	int			j;
 	int			completed = 0;
-	bool		done = true;
+	WmWork		result = WM_WORK_IDLE;
+	bool		scanned = false;
+	TimestampTz slice_end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														WM_WORKER_SLICE_MS);
 
 	if (queue_copy == NULL)
 		queue_copy = MemoryContextAlloc(TopMemoryContext,
@@ -111,6 +186,22 @@ delete_queued_keys(void)
 				 errmsg("wm_perf: application keys to delete did not fit in the worker's queue"),
 				 errdetail("Some keys named by wm_cache_rules may hold stale values until they expire."),
 				 errhint("Run SELECT wm_cache_flush() in each database once Redis is reachable.")));
+	/* The scan in progress goes on first: no other scan restarts it. */
+	if (scan_active)
+	{
+		for (j = 0; j < n; j++)
+			if (queue_copy[j].pattern && strcmp(queue_copy[j].key, scan_entry.key) == 0)
+				break;
+		if (j == n)
+			scan_active = false;	/* no longer queued */
+		else if (j > 0)
+		{
+			WmQueuedKey tmp = queue_copy[0];
+
+			queue_copy[0] = queue_copy[j];
+			queue_copy[j] = tmp;
+		}
+	}
 	for (i = 0; i <= n; i++)
 	{
 		/* Flush the batch when full or at the end. */
@@ -119,7 +210,7 @@ delete_queued_keys(void)
 			if (wm_redis_deliver(0, NULL, nbatch, batch, &unlinked) != WM_REDIS_OK)
 			{
 				count_failure(0);
-				return false;
+				return WM_WORK_RETRY;
 			}
 			wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_KEYS_DELETED, unlinked);
 			for (j = i - 1; nbatch > 0; j--)
@@ -139,26 +230,34 @@ delete_queued_keys(void)
 			continue;
 		}
 		/*
-		 * A pattern that fails (or does not finish its rounds) stays queued
-		 * for the next pass; the entries after it are still tried.
+		 * One scan gets its slice in every pass, so that scans progress under
+		 * any commit rate; the next one waits if the slice is over or other
+		 * work arrived.  The exact keys after it are still sent.
 		 */
-		if (wm_redis_unlink_matching(queue_copy[i].key, WM_WORKER_SCAN_ROUNDS,
-									 &unlinked) != WM_REDIS_OK)
-		{
-			wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_FAILED, 1);
-			wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_KEYS_DELETED, unlinked);
-			done = false;
+		if (result == WM_WORK_IDLE && scanned && slice_over(slice_end))
+			result = WM_WORK_MORE;
+		if (result != WM_WORK_IDLE)
 			continue;
+		scanned = true;
+		/* A pattern that fails stays queued, and the pass backs off. */
+		switch (scan_pattern(&queue_copy[i], slice_end))
+		{
+			case WM_REDIS_OK:
+				break;
+			case WM_REDIS_INCOMPLETE:
+				result = WM_WORK_MORE;
+				break;
+			default:
+				result = WM_WORK_RETRY;
+				break;
 		}
-		wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_KEYS_DELETED, unlinked);
-		wm_shmem_queue_done(&queue_copy[i]);
 	}
 	wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_RETRIED, completed);
-	return done;
+	return result;
 }
 
-/* One pass over the pending work; true when nothing is left. */
-static bool
+/* One pass over the pending work. */
+static WmWork
 deliver_pending(void)
 {
 	WmDirtyEntry entries[WM_MAX_DIRTY];
@@ -167,7 +266,6 @@ deliver_pending(void)
 	int			n;
 	int			i;
 	int			s;
-	bool		done = true;
 
 	n = wm_shmem_snapshot_dirty(entries, &need_epoch, &upto);
 	if (!wm_redis_configured())
@@ -179,7 +277,8 @@ deliver_pending(void)
 		if (need_epoch || n > 0)
 			wm_shmem_forget_all(upto);
 		wm_shmem_queue_clear();
-		return true;
+		scan_active = false;
+		return WM_WORK_IDLE;
 	}
 	if (!need_epoch && n == 0)
 		return delete_queued_keys();
@@ -190,15 +289,18 @@ deliver_pending(void)
 		char	   *keyp = key;
 		long		unlinked;
 
+		/* Read before the bump: a later demand stays pending. */
+		uint64		demand = wm_shmem_epoch_demand();
+
 		/* One INCR makes every value stored before it unreachable. */
 		wm_key_epoch(key, sizeof(key));
 		if (wm_redis_deliver(1, &keyp, 0, NULL, &unlinked) != WM_REDIS_OK)
 		{
 			count_failure(1);
-			return false;
+			return WM_WORK_RETRY;
 		}
 		count_success(1);
-		wm_shmem_epoch_done(upto);
+		wm_shmem_epoch_done(upto, demand);
 		return delete_queued_keys();
 	}
 
@@ -222,25 +324,14 @@ deliver_pending(void)
 		if (wm_redis_deliver(nkeys, keyp, 0, NULL, &unlinked) != WM_REDIS_OK)
 		{
 			count_failure(nkeys);
-			done = false;
-			break;
+			return WM_WORK_RETRY;
 		}
 		count_success(nkeys);
 		wm_shmem_stores_covered(entries[i].dboid, entries[i].scope_mask, seen);
 		wm_shmem_clear_dirty(entries[i].dboid, entries[i].seq);
 	}
 	/* Scopes first: readers bypass a dirty scope until it is delivered. */
-	if (done && !delete_queued_keys())
-		done = false;
-	return done;
-}
-
-/* Where cached values live: host, port, database and key prefix. */
-static void
-target_signature(char *buf, size_t size)
-{
-	snprintf(buf, size, "%s|%d|%d|%s", wm_guc_redis_host, wm_guc_redis_port,
-			 wm_guc_redis_database, wm_guc_key_prefix);
+	return delete_queued_keys();
 }
 
 void
@@ -251,21 +342,22 @@ wm_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	wm_shmem_set_worker_latch(MyLatch);
+	/* A fresh segment has an epoch demand outstanding: nobody reads yet. */
+	wm_shmem_set_worker_target(wm_redis_target_signature());
 	ereport(LOG,
 			(errmsg("wm_perf worker started")));
 
 	for (;;)
 	{
-		bool		idle;
+		WmWork		work;
+		long		wait_ms;
 
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
-			char		before[WM_MAX_KEY_LEN];
-			char		after[WM_MAX_KEY_LEN];
-
-			target_signature(before, sizeof(before));
+			uint64		before = wm_redis_target_signature();
+			uint64		after;
 
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
@@ -274,19 +366,30 @@ wm_worker_main(Datum main_arg)
 			/*
 			 * Another Redis, database or prefix (or Redis turned on or off):
 			 * values stored there earlier may predate commits made meanwhile.
-			 * Demand an epoch bump on the new target before readers use it.
+			 * Demand an epoch bump on the new target before readers use it,
+			 * then publish the target: a process still on the old one (or
+			 * already on the new one) sees a target other than its own and
+			 * bypasses, and one that sees the new target sees the demand.
 			 */
-			target_signature(after, sizeof(after));
-			if (strcmp(before, after) != 0)
+			after = wm_redis_target_signature();
+			if (before != after)
+			{
 				wm_shmem_require_epoch();
+				wm_shmem_set_worker_target(after);
+				scan_active = false;
+			}
 		}
 
 		pg_usleep(WM_WORKER_COALESCE_US);
-		idle = deliver_pending();
+		work = deliver_pending();
 
+		/* More of a long scan: go on at once, after the checks above. */
+		if (work == WM_WORK_MORE)
+			continue;
+		wait_ms = work == WM_WORK_IDLE ? WM_WORKER_IDLE_MS :
+			Max(wm_guc_redis_backoff, 10);
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 idle ? WM_WORKER_IDLE_MS : Max(wm_guc_redis_backoff, 10),
-						 PG_WAIT_EXTENSION);
+						 wait_ms, PG_WAIT_EXTENSION);
 	}
 }

@@ -60,6 +60,13 @@ static const char *const scope_names[WM_SCOPE_COUNT] = {"routes", "bins"};
 
 /* Per transaction: the subtransaction that recorded each scope. */
 static SubTransactionId scope_subxid[WM_SCOPE_COUNT];
+/*
+ * ... and the one whose BEFORE statement trigger marked it, before any row
+ * of the statement changed: the transaction reads the scope around the
+ * cache from then on (it may already see its own uncommitted rows), but
+ * nothing is sent at commit for it alone.
+ */
+static SubTransactionId touched_subxid[WM_SCOPE_COUNT];
 /* ... and each scope wm_cache_flush() named: bumped even when quiet. */
 static SubTransactionId force_subxid[WM_SCOPE_COUNT];
 static HTAB *pending_keys = NULL;	/* in TopTransactionContext */
@@ -140,6 +147,14 @@ wm_xact_add_scope(WmScope scope)
 	wm_metrics_add(WM_METRIC_INVALIDATION, WM_COUNTER_INV_RECORDED, 1);
 }
 
+/* A BEFORE statement trigger: the statement is about to change the scope. */
+void
+wm_xact_touch_scope(WmScope scope)
+{
+	if (touched_subxid[scope] == InvalidSubTransactionId)
+		touched_subxid[scope] = GetCurrentSubTransactionId();
+}
+
 /*
  * wm_cache_flush(): the scope's Redis generation is bumped at commit even
  * when nothing was stored since its last bump (an operator may flush
@@ -218,11 +233,15 @@ wm_xact_add_key(const char *key, bool pattern, const char *fallback)
 	return true;
 }
 
-/* Has this transaction (or a live subtransaction) changed the scope? */
+/*
+ * Has this transaction (or a live subtransaction) changed the scope, or
+ * begun a statement that may change it?
+ */
 bool
 wm_xact_scope_pending(WmScope scope)
 {
-	return scope_subxid[scope] != InvalidSubTransactionId;
+	return scope_subxid[scope] != InvalidSubTransactionId ||
+		touched_subxid[scope] != InvalidSubTransactionId;
 }
 
 /*
@@ -255,7 +274,8 @@ reset_pending(void)
 	int			s;
 
 	for (s = 0; s < WM_SCOPE_COUNT; s++)
-		scope_subxid[s] = force_subxid[s] = InvalidSubTransactionId;
+		scope_subxid[s] = force_subxid[s] = touched_subxid[s] =
+			InvalidSubTransactionId;
 	pending_keys = NULL;		/* freed with TopTransactionContext */
 	nfallbacks = 0;
 }
@@ -352,7 +372,10 @@ prepare_delivery(void)
 	MemoryContextSwitchTo(oldcxt);
 }
 
-/* Exact keys whose UNLINK failed: to the worker, else their patterns. */
+/*
+ * Exact keys whose UNLINK failed (or that this backend must not send): to
+ * the worker, else their patterns.
+ */
 static void
 queue_failed_keys(void)
 {
@@ -367,20 +390,25 @@ queue_failed_keys(void)
 static bool
 unlink_patterns_now(long *unlinked)
 {
-	TimestampTz start = GetCurrentTimestamp();
+	/* One budget for all patterns: the commit waits at most this. */
+	TimestampTz deadline =
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+									WM_PATTERN_BUDGET_TIMEOUTS * wm_guc_redis_command_timeout);
 	long		matched;
 	int			i;
 
 	for (i = 0; i < n_patterns; i++)
 	{
-		/* One budget for all patterns: the commit waits at most this. */
-		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
-									   WM_PATTERN_BUDGET_TIMEOUTS * wm_guc_redis_command_timeout))
+		char		cursor[WM_SCAN_CURSOR_LEN] = "0";
+		WmRedisStatus st;
+
+		if (GetCurrentTimestamp() >= deadline)
 			return false;
-		if (wm_redis_unlink_matching(patterns[i], WM_SCAN_MAX_ROUNDS,
-									 &matched) != WM_REDIS_OK)
-			return false;
+		st = wm_redis_unlink_matching(patterns[i], cursor, WM_SCAN_MAX_ROUNDS,
+									  deadline, &matched);
 		*unlinked += matched;
+		if (st != WM_REDIS_OK)
+			return false;
 	}
 	return true;
 }
@@ -436,6 +464,17 @@ deliver(void)
 	}
 	if (preload && n_patterns > 0)
 		(void) wm_shmem_enqueue_keys(patterns, n_patterns, true);
+
+	/*
+	 * This backend has not taken in the worker's Redis target (or the worker
+	 * has not taken in ours): the keys go to the worker, which deletes them
+	 * where it bumps the generations.
+	 */
+	if (preload && !wm_shmem_worker_target_is(wm_redis_target_signature()))
+	{
+		queue_failed_keys();
+		return;
+	}
 
 	if (nbump + n_unlink > 0)
 		st = wm_redis_deliver(nbump, incr_keys, n_unlink, unlink_keys, &unlinked);
@@ -510,10 +549,12 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 	for (s = 0; s < WM_SCOPE_COUNT; s++)
 	{
-		if (force_subxid[s] != mySubid)
-			continue;
-		force_subxid[s] = event == SUBXACT_EVENT_ABORT_SUB ?
-			InvalidSubTransactionId : parentSubid;
+		if (force_subxid[s] == mySubid)
+			force_subxid[s] = event == SUBXACT_EVENT_ABORT_SUB ?
+				InvalidSubTransactionId : parentSubid;
+		if (touched_subxid[s] == mySubid)
+			touched_subxid[s] = event == SUBXACT_EVENT_ABORT_SUB ?
+				InvalidSubTransactionId : parentSubid;
 	}
 
 	if (pending_keys == NULL)

@@ -27,7 +27,7 @@ check "public shape: the GiST index is on the geography column itself" \
 check "app shape: the GiST index is on the geography cast" \
     "CREATE INDEX bins_location_active_gist_idx ON core.bins USING gist (((location)::geography)) WHERE ((status = 'active'::core.enum_bins_status) AND (deleted_at IS NULL))" \
     "$(Q wm_shape_app "SELECT pg_get_indexdef('core.bins_location_active_gist_idx'::regclass)")"
-check "public shape: 20 invalidation triggers" 20 "$(Q wm_shape_public "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'wm_perf_invalidate_%'")"
+check "public shape: 24 invalidation triggers" 24 "$(Q wm_shape_public "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'wm_perf_invalidate_%'")"
 
 for q in "wm_route_statistics() - 'computedAt'" "wm_route_statistics('Houston') - 'computedAt'" \
          "wm_bin_statistics() - 'computedAt'" \

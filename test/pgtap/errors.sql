@@ -9,7 +9,7 @@ SELECT throws_ok($$SELECT wm_invalidate_cache()$$, '39P01',
 CREATE TABLE pgtap_t (id int);
 CREATE TRIGGER pgtap_before BEFORE INSERT ON pgtap_t FOR EACH ROW EXECUTE FUNCTION wm_invalidate_cache('routes');
 SELECT throws_ok($$INSERT INTO pgtap_t VALUES (1)$$, '39P01',
-	'wm_invalidate_cache() must be fired AFTER the change', 'BEFORE trigger refused');
+	'wm_invalidate_cache() must be fired AFTER the change, or BEFORE the statement', 'BEFORE ROW trigger refused');
 DROP TRIGGER pgtap_before ON pgtap_t;
 CREATE TRIGGER pgtap_other AFTER INSERT ON pgtap_t FOR EACH STATEMENT EXECUTE FUNCTION wm_invalidate_cache('routes');
 CREATE TEMP TABLE pgtap_rec AS SELECT invalidations_recorded AS r FROM wm_perf_metrics WHERE function_name = 'invalidation';

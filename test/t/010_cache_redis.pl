@@ -67,9 +67,9 @@ sub value_key
 	my ($db, $scope, $fn, $args, $roleoid) = @_;
 	my $e = redis_cli($port, 'GET', $epoch_key);
 	$e = 0 if $e eq '';
-	return sprintf('%s:%s:%s:%s:e%s:g%s:%s:%s:u%s',
+	return sprintf('%s:%s:%s:%s:e%s:g%s:%s:%s:%s:u%s',
 		$prefix, $dboid{$db}, $scope, $run_id, $e, gen($db, $scope), $fn, $args,
-		$roleoid // $su_oid);
+		wm_config_key($node, $db, $scope), $roleoid // $su_oid);
 }
 
 # Call a statistics function and its plain SQL twin in one session.

@@ -79,8 +79,9 @@ is(route_metrics(), '1|1|0', 'primed: one miss, one hit');
 
 my $gen = redis_cli($port, 'GET', $gen_key);
 $gen = 0 if $gen eq '';
-my $old_value_key = sprintf('%s:%s:routes:%s:e%s:g%s:routes:all:u%s',
-	$prefix, $dboid, redis_run_id($port), $epoch, $gen, $su_oid);
+my $ckey = wm_config_key($node, 'app', 'routes');
+my $old_value_key = sprintf('%s:%s:routes:%s:e%s:g%s:routes:all:%s:u%s',
+	$prefix, $dboid, redis_run_id($port), $epoch, $gen, $ckey, $su_oid);
 my $old_value = redis_cli($port, 'GET', $old_value_key);
 like($old_value, qr/^wm1:[0-9a-f]{8}:\{/, "cached value found under $old_value_key");
 
@@ -105,8 +106,8 @@ $node->stop('immediate');
 # Redis comes back with the stale state under its new run_id.
 ($redis_pid) = start_redis(port => $port);
 my $run_id = redis_run_id($port);
-my $stale_key = sprintf('%s:%s:routes:%s:e%s:g%s:routes:all:u%s',
-	$prefix, $dboid, $run_id, $epoch, $gen, $su_oid);
+my $stale_key = sprintf('%s:%s:routes:%s:e%s:g%s:routes:all:%s:u%s',
+	$prefix, $dboid, $run_id, $epoch, $gen, $ckey, $su_oid);
 redis_cli($port, 'SET', $epoch_key, $epoch);
 redis_cli($port, 'SET', $gen_key, $gen);
 redis_cli($port, 'SET', $stale_key, $old_value, 'EX', '900');

@@ -29,7 +29,7 @@ our @EXPORT = qw(
   redis_server_bin redis_cli_bin start_redis stop_redis redis_cli
   redis_run_id wait_for_redis_key load_fixture create_plain_functions
   psql_sqlstate metric wm_keys wm_cluster_prefix wait_until redis_calls
-  redis_diff redis_node
+  redis_diff redis_node wm_config_key
 );
 
 # pid => port of every redis-server this process started and has not stopped.
@@ -156,17 +156,32 @@ sub wm_keys
 	return sort grep { $_ ne '' } split /\n/, $out;
 }
 
-# The first segments of every key of this cluster: "<wm_perf.key_prefix>:v1:
+# The first segments of every key of this cluster: "<wm_perf.key_prefix>:v2:
 # <system identifier>" (xact.c, key_cluster()).  Then
 #   <prefix>:epoch
 #   <prefix>:<db oid>:gen:<scope>
-#   <prefix>:<db oid>:<scope>:<run id 12>:e<epoch>:g<gen>:<fn>:<args>:u<role oid>
+#   <prefix>:<db oid>:<scope>:<run id 12>:e<epoch>:g<gen>:<fn>:<args>:c<table oids>:u<role oid>
+# (the table oids: wm_config_key()).
 sub wm_cluster_prefix
 {
 	my ($node) = @_;
 	my $sysid = $node->safe_psql('postgres',
 		'SELECT system_identifier FROM pg_control_system()');
-	return "wm_perf:v1:$sysid";
+	return "wm_perf:v2:$sysid";
+}
+
+# The "c<oids>" segment of a value key: the tables a scope's values are
+# computed from (routes; bins, customers, service_events), as cache.c
+# writes it.
+sub wm_config_key
+{
+	my ($node, $db, $scope) = @_;
+	my @roles = $scope eq 'routes' ? ('routes') : ('bins', 'customers', 'service_events');
+	my @oids = map {
+		$node->safe_psql($db,
+			"SELECT relid::oid FROM wm_perf_config WHERE role = '$_'")
+	} @roles;
+	return 'c' . join('.', @oids);
 }
 
 # redis_node(NAME, REDIS_PORT, setting => value, ...): a new, started cluster

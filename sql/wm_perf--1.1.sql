@@ -1,0 +1,733 @@
+/* wm_perf--1.1.sql */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION wm_perf" to load this file. \quit
+
+/*
+ * Configuration: which application tables wm_perf is attached to.  pg_dump
+ * keeps its rows (pg_extension_config_dump), so a restored database knows
+ * its tables without a manual step.
+ */
+CREATE TABLE @extschema@.wm_perf_config (
+	role	text PRIMARY KEY
+		CHECK (role IN ('routes', 'bins', 'customers', 'service_events', 'organizations')),
+	relid	regclass NOT NULL,
+	attached_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.wm_perf_config', '');
+-- Every caller of the statistics resolves the tables through it.
+GRANT SELECT ON @extschema@.wm_perf_config TO PUBLIC;
+COMMENT ON TABLE @extschema@.wm_perf_config IS
+	'Application tables wm_perf is attached to; written by wm_perf_attach()';
+
+/*
+ * Application cache keys to delete when a table changes.  key_pattern may
+ * contain {column} placeholders, filled from the changed rows (old and new
+ * values), and glob characters (* ? [), which make it a pattern deleted with
+ * SCAN + UNLINK.
+ */
+CREATE TABLE @extschema@.wm_cache_rules (
+	rule_name	text PRIMARY KEY,
+	table_role	text NOT NULL
+		CHECK (table_role IN ('routes', 'bins', 'customers', 'service_events', 'organizations')),
+	key_pattern	text NOT NULL
+		CHECK (key_pattern OPERATOR(pg_catalog.<>) ''
+			   AND pg_catalog.length(key_pattern) OPERATOR(pg_catalog.<) 400),
+	description	text
+);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.wm_cache_rules', '');
+-- Every writer's trigger reads the rules.
+GRANT SELECT ON @extschema@.wm_cache_rules TO PUBLIC;
+COMMENT ON TABLE @extschema@.wm_cache_rules IS
+	'Application Redis keys (or glob patterns) deleted at commit when the table changes; {column} placeholders are filled from changed rows';
+
+CREATE FUNCTION @extschema@.wm_perf_version()
+RETURNS text
+AS 'MODULE_PATHNAME', 'wm_perf_version'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE SECURITY INVOKER;
+COMMENT ON FUNCTION @extschema@.wm_perf_version() IS
+	'Version of the loaded wm_perf library';
+
+/*
+ * Statistics.  VOLATILE: they may write to Redis and report computedAt.
+ * PARALLEL UNSAFE: they use the backend's Redis connection.
+ */
+CREATE FUNCTION @extschema@.wm_route_statistics(territory text DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'wm_route_statistics'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY INVOKER;
+COMMENT ON FUNCTION @extschema@.wm_route_statistics(text) IS
+	'Statistics of live routes (optionally of one territory) as jsonb, served from Redis when fresh';
+
+CREATE FUNCTION @extschema@.wm_bin_statistics(customer_id uuid DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'wm_bin_statistics'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY INVOKER;
+COMMENT ON FUNCTION @extschema@.wm_bin_statistics(uuid) IS
+	'Statistics of live bins of live customers (optionally of one customer) as jsonb, served from Redis when fresh';
+
+/*
+ * Radius lookups.  STABLE: they read the database only.  PARALLEL RESTRICTED:
+ * they update this backend's metrics.
+ */
+CREATE FUNCTION @extschema@.wm_bins_within_radius(
+	lat float8, lon float8, radius_km float8, max_results integer DEFAULT 100)
+RETURNS TABLE (id uuid, distance_m float8, bin_number text, customer_id uuid,
+			   bin_type text, status text, fill_level_percent integer)
+AS 'MODULE_PATHNAME', 'wm_bins_within_radius'
+LANGUAGE C STABLE STRICT PARALLEL RESTRICTED SECURITY INVOKER ROWS 100;
+COMMENT ON FUNCTION @extschema@.wm_bins_within_radius(float8, float8, float8, integer) IS
+	'Active live bins within radius_km of (lat, lon), exactly the max_results nearest by spheroid distance, nearest first';
+
+CREATE FUNCTION @extschema@.wm_routes_within_radius(
+	lat float8, lon float8, radius_km float8, max_results integer DEFAULT 100,
+	territory text DEFAULT NULL)
+RETURNS TABLE (id uuid, distance_m float8, route_number text, route_name text,
+			   route_type text, service_day text, territory text)
+AS 'MODULE_PATHNAME', 'wm_routes_within_radius'
+LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL RESTRICTED SECURITY INVOKER ROWS 100;
+COMMENT ON FUNCTION @extschema@.wm_routes_within_radius(float8, float8, float8, integer, text) IS
+	'Active live routes within radius_km of (lat, lon), exactly the max_results nearest by spheroid distance, nearest first';
+
+/* The invalidation trigger, attached to the application tables. */
+CREATE FUNCTION @extschema@.wm_invalidate_cache()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'wm_invalidate_cache'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY INVOKER;
+COMMENT ON FUNCTION @extschema@.wm_invalidate_cache() IS
+	'Statement trigger: records the changed cache scope; invalidation is sent at commit';
+
+CREATE FUNCTION @extschema@.wm_cache_flush(scope text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'wm_cache_flush'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY INVOKER;
+-- Invalidating everything is an operator's tool: not for PUBLIC.
+REVOKE ALL ON FUNCTION @extschema@.wm_cache_flush(text) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.wm_cache_flush(text) IS
+	'Invalidates a cache scope (''routes'', ''bins'') or all scopes and every wm_cache_rules key (NULL) at commit; returns the number of scopes plus rules recorded';
+
+/* Metrics. */
+CREATE FUNCTION @extschema@._wm_metrics(
+	OUT function_name text, OUT calls bigint, OUT cache_hits bigint,
+	OUT local_hits bigint, OUT cache_misses bigint, OUT cache_bypasses bigint, OUT redis_errors bigint,
+	OUT total_time_ms float8, OUT max_time_ms float8, OUT slow_calls bigint,
+	OUT redis_round_trips bigint, OUT redis_total_ms float8, OUT redis_max_ms float8,
+	OUT invalidations_recorded bigint, OUT invalidations_delivered bigint,
+	OUT invalidations_failed bigint, OUT invalidations_retried bigint,
+	OUT keys_deleted bigint, OUT invalidations_pending bigint,
+	OUT cluster_wide boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'wm_perf_metrics'
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@._wm_metrics() FROM PUBLIC;
+
+CREATE VIEW @extschema@.wm_perf_metrics AS
+	SELECT function_name, calls, cache_hits, local_hits, cache_misses, cache_bypasses,
+		   redis_errors,
+		   CASE WHEN cache_hits OPERATOR(pg_catalog.+) cache_misses OPERATOR(pg_catalog.>) 0
+				THEN pg_catalog.round(cache_hits::numeric OPERATOR(pg_catalog./)
+									  (cache_hits OPERATOR(pg_catalog.+) cache_misses), 4)
+		   END AS hit_ratio,
+		   CASE WHEN calls OPERATOR(pg_catalog.>) 0
+				THEN total_time_ms OPERATOR(pg_catalog./) calls END AS avg_time_ms,
+		   max_time_ms, slow_calls, redis_round_trips,
+		   CASE WHEN redis_round_trips OPERATOR(pg_catalog.>) 0
+				THEN redis_total_ms OPERATOR(pg_catalog./) redis_round_trips END AS avg_redis_ms,
+		   redis_max_ms, invalidations_recorded, invalidations_delivered,
+		   invalidations_failed, invalidations_retried, keys_deleted,
+		   invalidations_pending, cluster_wide
+	FROM @extschema@._wm_metrics();
+REVOKE ALL ON @extschema@.wm_perf_metrics FROM PUBLIC;
+COMMENT ON VIEW @extschema@.wm_perf_metrics IS
+	'Calls, cache hits/misses/bypasses, Redis errors and latency, invalidations; cluster-wide with shared_preload_libraries, else per backend';
+
+CREATE FUNCTION @extschema@.wm_perf_metrics_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'wm_perf_metrics_reset'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@.wm_perf_metrics_reset() FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.wm_perf_metrics_reset() IS
+	'Resets the counters of wm_perf_metrics';
+
+/*
+ * _wm_index_signature: the access method, keys and predicate of an index
+ * definition, without its name and table, so that an equivalent index made
+ * beforehand under another name is recognised.
+ */
+CREATE FUNCTION @extschema@._wm_index_signature(def text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN pg_catalog.substr(def, pg_catalog.strpos(def, ' USING '));
+REVOKE ALL ON FUNCTION @extschema@._wm_index_signature(text) FROM PUBLIC;
+
+/*
+ * _wm_check_table: raise the error for a table whose columns wm_perf cannot
+ * read safely (missing: 42703; a domain, a user-defined type or any type
+ * but the accepted ones: 42804); true if its spatial column is geometry.
+ */
+CREATE FUNCTION @extschema@._wm_check_table(role text, tbl regclass)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'wm_check_table'
+LANGUAGE C STABLE STRICT PARALLEL SAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@._wm_check_table(text, regclass) FROM PUBLIC;
+
+/*
+ * _wm_ensure_index: create the index unless an equivalent one exists.  The
+ * canonical definition is obtained by building the same index on an empty
+ * copy of the table, so any index that pg_get_indexdef renders alike counts.
+ */
+CREATE FUNCTION @extschema@._wm_ensure_index(tbl regclass, idxname text, body text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	probe_sig	text;
+	existing	text;
+BEGIN
+	EXECUTE format('CREATE TEMP TABLE _wm_probe (LIKE %s)', tbl);
+	EXECUTE format('CREATE INDEX _wm_probe_idx ON pg_temp._wm_probe %s', body);
+	SELECT @extschema@._wm_index_signature(pg_get_indexdef(i.indexrelid))
+	  INTO probe_sig
+	  FROM pg_index i
+	 WHERE i.indrelid OPERATOR(pg_catalog.=) 'pg_temp._wm_probe'::regclass;
+	DROP TABLE pg_temp._wm_probe;
+
+	SELECT c.relname INTO existing
+	  FROM pg_index i JOIN pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid
+	 WHERE i.indrelid OPERATOR(pg_catalog.=) tbl
+	   AND i.indisvalid
+	   AND @extschema@._wm_index_signature(pg_get_indexdef(i.indexrelid))
+		   OPERATOR(pg_catalog.=) probe_sig
+	 ORDER BY c.relname COLLATE "C"
+	 LIMIT 1;
+	IF existing IS NOT NULL THEN
+		RETURN format('index %s on %s: already present as %s', idxname, tbl, quote_ident(existing));
+	END IF;
+
+	EXECUTE format('CREATE INDEX %I ON %s %s', idxname, tbl, body);
+	RETURN format('index %s on %s: created', idxname, tbl);
+END;
+$$;
+REVOKE ALL ON FUNCTION @extschema@._wm_ensure_index(regclass, text, text) FROM PUBLIC;
+
+/*
+ * _wm_attach_triggers: the invalidation triggers on a table and on every
+ * partition and inheritance child of it (statement triggers fire only for
+ * the table a statement names), one line each.
+ */
+CREATE FUNCTION @extschema@._wm_attach_triggers(tbl regclass, role text)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'wm_attach_triggers'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@._wm_attach_triggers(regclass, text) FROM PUBLIC;
+
+/* _wm_find_table: the unique table of that name outside system schemas. */
+CREATE FUNCTION @extschema@._wm_find_table(role text, OUT found regclass, OUT candidates integer)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 1
+				THEN pg_catalog.min(c.oid::oid)::regclass END,
+		   pg_catalog.count(*)::integer
+	  FROM pg_catalog.pg_class c
+	  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+	 WHERE c.relname OPERATOR(pg_catalog.=) role
+	   AND c.relkind IN ('r', 'p')
+	   AND n.nspname OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog', 'information_schema', 'pg_toast'])
+	   AND n.nspname NOT LIKE 'pg_temp%'
+	   AND n.nspname NOT LIKE 'pg_toast_temp%'
+$$;
+REVOKE ALL ON FUNCTION @extschema@._wm_find_table(text) FROM PUBLIC;
+
+/* Schema of PostGIS, quoted, for dynamic SQL run under a fixed search_path. */
+CREATE FUNCTION @extschema@._wm_postgis_schema()
+RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT pg_catalog.quote_ident(n.nspname)
+	  FROM pg_catalog.pg_extension e
+	  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+	 WHERE e.extname OPERATOR(pg_catalog.=) 'postgis'
+$$;
+REVOKE ALL ON FUNCTION @extschema@._wm_postgis_schema() FROM PUBLIC;
+
+/*
+ * _wm_ensure_matview: a materialized view with a unique index (so it can be
+ * refreshed CONCURRENTLY), owned by 'owner' (the owner of the table it
+ * reads) and populated by REFRESH, which runs its query as that owner: the
+ * attaching role's rights never run the query.  Recreated when it reads
+ * other tables, has another owner, or was made by another version.  When
+ * the owner cannot read every table, the view is left out with a NOTICE.
+ */
+CREATE FUNCTION @extschema@._wm_ensure_matview(mvname text, query text, keycols text,
+											 tables regclass[], owner regrole)
+RETURNS text
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	mv		regclass := pg_catalog.to_regclass(format('@extschema@.%I', mvname));
+	action	text := 'created';
+	tag		text := 'wm_perf 1.1 materialized view';
+BEGIN
+	IF mv IS NOT NULL THEN
+		IF (SELECT pg_catalog.count(DISTINCT d.refobjid)
+			  FROM pg_depend d JOIN pg_rewrite rw ON rw.oid OPERATOR(pg_catalog.=) d.objid
+			 WHERE d.classid OPERATOR(pg_catalog.=) 'pg_rewrite'::regclass
+			   AND rw.ev_class OPERATOR(pg_catalog.=) mv
+			   AND d.refclassid OPERATOR(pg_catalog.=) 'pg_class'::regclass
+			   AND d.refobjid OPERATOR(pg_catalog.=) ANY (tables::oid[]))
+		   OPERATOR(pg_catalog.=) pg_catalog.cardinality(tables)
+		   AND (SELECT c.relowner FROM pg_class c WHERE c.oid OPERATOR(pg_catalog.=) mv)
+			   OPERATOR(pg_catalog.=) owner
+		   AND pg_catalog.obj_description(mv, 'pg_class') OPERATOR(pg_catalog.=) tag THEN
+			RETURN format('materialized view @extschema@.%s: already present', mvname);
+		END IF;
+		EXECUTE format('DROP MATERIALIZED VIEW @extschema@.%I', mvname);
+		action := 'recreated';
+	END IF;
+	IF EXISTS (SELECT 1 FROM pg_catalog.unnest(tables) t(rel)
+				WHERE NOT pg_catalog.has_table_privilege(owner, t.rel, 'SELECT')) THEN
+		RAISE NOTICE 'materialized view @extschema@.% left out: role % cannot read every table it needs', mvname, owner
+			USING HINT = 'Grant the owner of the tables SELECT on the others, then call wm_perf_attach() again.';
+		RETURN format('materialized view @extschema@.%s: left out', mvname);
+	END IF;
+	EXECUTE format('CREATE MATERIALIZED VIEW @extschema@.%I AS %s WITH NO DATA', mvname, query);
+	EXECUTE format('COMMENT ON MATERIALIZED VIEW @extschema@.%I IS %L', mvname, tag);
+	EXECUTE format('CREATE UNIQUE INDEX %I ON @extschema@.%I (%s) NULLS NOT DISTINCT',
+				   mvname || '_key_idx', mvname, keycols);
+	EXECUTE format('REVOKE ALL ON @extschema@.%I FROM PUBLIC', mvname);
+	EXECUTE format('ALTER MATERIALIZED VIEW @extschema@.%I OWNER TO %s', mvname, owner);
+	EXECUTE format('REFRESH MATERIALIZED VIEW @extschema@.%I', mvname);
+	RETURN format('materialized view @extschema@.%s: %s', mvname, action);
+END;
+$$;
+REVOKE ALL ON FUNCTION @extschema@._wm_ensure_matview(text, text, text, regclass[], regrole) FROM PUBLIC;
+
+/* The owner of a table. */
+CREATE FUNCTION @extschema@._wm_owner(tbl regclass)
+RETURNS regrole
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT c.relowner::regrole FROM pg_catalog.pg_class c
+		 WHERE c.oid OPERATOR(pg_catalog.=) tbl);
+REVOKE ALL ON FUNCTION @extschema@._wm_owner(regclass) FROM PUBLIC;
+
+/*
+ * The dashboard views.  No column is cast: enums stay enums (a cast to text
+ * could run a table owner's cast function), and every operator resolves in
+ * pg_catalog (the functions' search_path).
+ */
+CREATE FUNCTION @extschema@._wm_ensure_route_matview(routes regclass)
+RETURNS text
+LANGUAGE sql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	SELECT @extschema@._wm_ensure_matview('mv_route_statistics', pg_catalog.format(
+		'SELECT territory::text AS territory, status, route_type, service_day,'
+		' count(*) AS routes, count(*) FILTER (WHERE ai_optimized) AS ai_optimized,'
+		' sum(optimization_score) AS optimization_score_sum,'
+		' count(optimization_score) AS optimization_score_count,'
+		' sum(estimated_distance_miles) AS distance_miles_sum,'
+		' count(estimated_distance_miles) AS distance_miles_count,'
+		' sum(estimated_duration_minutes) AS duration_minutes_sum,'
+		' count(estimated_duration_minutes) AS duration_minutes_count'
+		' FROM %s WHERE deleted_at IS NULL GROUP BY 1, 2, 3, 4', routes),
+		'territory, status, route_type, service_day', ARRAY[routes],
+		@extschema@._wm_owner(routes));
+END;
+REVOKE ALL ON FUNCTION @extschema@._wm_ensure_route_matview(regclass) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@._wm_ensure_bin_matview(bins regclass, customers regclass)
+RETURNS text
+LANGUAGE sql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	SELECT @extschema@._wm_ensure_matview('mv_bin_statistics', pg_catalog.format(
+		'SELECT b.customer_id, b.status, b.bin_type, b.material, count(*) AS bins,'
+		' count(*) FILTER (WHERE b.gps_enabled) AS gps_enabled,'
+		' count(*) FILTER (WHERE b.sensor_enabled) AS sensor_enabled,'
+		' count(*) FILTER (WHERE b.gps_enabled OR b.sensor_enabled) AS smart,'
+		' sum(b.fill_level_percent) AS fill_level_sum,'
+		' count(b.fill_level_percent) AS fill_level_count,'
+		' sum(b.capacity_cubic_yards) AS capacity_sum,'
+		' count(b.capacity_cubic_yards) AS capacity_count,'
+		' count(*) FILTER (WHERE b.status = ''active'' AND'
+		'  (b.fill_level_percent >= 80 OR b.next_service_date < current_date)) AS needing_service'
+		' FROM %s b JOIN %s c ON c.id = b.customer_id'
+		' WHERE b.deleted_at IS NULL AND c.deleted_at IS NULL GROUP BY 1, 2, 3, 4',
+		bins, customers),
+		'customer_id, status, bin_type, material', ARRAY[bins, customers],
+		@extschema@._wm_owner(bins));
+END;
+REVOKE ALL ON FUNCTION @extschema@._wm_ensure_bin_matview(regclass, regclass) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@._wm_ensure_event_matview(service_events regclass, customers regclass)
+RETURNS text
+LANGUAGE sql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	SELECT @extschema@._wm_ensure_matview('mv_service_event_statistics', pg_catalog.format(
+		'SELECT e.customer_id, e.event_type,'
+		' (e.created_at >= (current_date - 30)) AS last_30_days, count(*) AS events'
+		' FROM %s e JOIN %s c ON c.id = e.customer_id'
+		' WHERE e.deleted_at IS NULL AND c.deleted_at IS NULL GROUP BY 1, 2, 3',
+		service_events, customers),
+		'customer_id, event_type, last_30_days', ARRAY[service_events, customers],
+		@extschema@._wm_owner(service_events));
+END;
+REVOKE ALL ON FUNCTION @extschema@._wm_ensure_event_matview(regclass, regclass) FROM PUBLIC;
+
+/* Drop the invalidation triggers (not partition clones) of a table and its descendants. */
+CREATE FUNCTION @extschema@._wm_drop_triggers(tbl regclass)
+RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t	record;
+BEGIN
+	FOR t IN
+		WITH RECURSIVE d(relid) AS (
+			SELECT tbl::oid
+			UNION SELECT i.inhrelid FROM pg_inherits i JOIN d ON i.inhparent OPERATOR(pg_catalog.=) d.relid)
+		SELECT tg.tgrelid::regclass::text COLLATE "C" AS rel, tg.tgname::text COLLATE "C" AS tgname
+		  FROM pg_trigger tg JOIN d ON d.relid OPERATOR(pg_catalog.=) tg.tgrelid
+		 WHERE tg.tgfoid OPERATOR(pg_catalog.=) '@extschema@.wm_invalidate_cache()'::regprocedure
+		   AND tg.tgparentid OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+		 ORDER BY 1, 2
+	LOOP
+		EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
+		RETURN NEXT format('trigger %s on %s: dropped', t.tgname, t.rel);
+	END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION @extschema@._wm_drop_triggers(regclass) FROM PUBLIC;
+
+/*
+ * wm_perf_attach: record the application tables and create what the workload
+ * needs on them.  Idempotent; returns one line per action.
+ *
+ * Whose tables: a table found by name is attached only if the attaching
+ * role owns it; one named in an argument that another role owns is refused
+ * (42501) unless allow_other_owners is true; one already recorded in
+ * wm_perf_config stays attached.  Nothing of a table owner's runs with the
+ * attaching role's rights either way: every column is checked by type oid
+ * (_wm_check_table), no column is cast, operators resolve in pg_catalog,
+ * index builds run as the table owner (PostgreSQL does that), and the
+ * materialized views are owned and populated by the table owner.
+ */
+CREATE FUNCTION @extschema@.wm_perf_attach(
+	routes regclass DEFAULT NULL, bins regclass DEFAULT NULL,
+	customers regclass DEFAULT NULL, service_events regclass DEFAULT NULL,
+	organizations regclass DEFAULT NULL, allow_other_owners boolean DEFAULT false)
+RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	roles	text[] := ARRAY['routes', 'bins', 'customers', 'service_events', 'organizations'];
+	given	regclass[] := ARRAY[routes, bins, customers, service_events, organizations];
+	tbl		regclass[] := ARRAY[NULL, NULL, NULL, NULL, NULL]::regclass[];
+	geom	boolean[] := ARRAY[false, false, false, false, false];
+	r		text;
+	i		integer;
+	f		record;
+	old		regclass;
+	owner	regrole;
+	expr	text;
+	t_routes regclass;
+	t_bins	regclass;
+	t_cust	regclass;
+	t_events regclass;
+	lost	text[] := '{}';
+	line	text;
+BEGIN
+	/* 1. Resolve every table: argument, then recorded, then by name. */
+	FOR i IN 1 .. 5 LOOP
+		r := roles[i];
+		IF given[i] IS NOT NULL THEN
+			tbl[i] := given[i];
+			owner := @extschema@._wm_owner(tbl[i]);
+			IF owner OPERATOR(pg_catalog.<>) current_user::regrole
+			   AND NOT coalesce(wm_perf_attach.allow_other_owners, false) THEN
+				RAISE EXCEPTION 'table % is owned by role %, not by %', tbl[i], owner, current_user
+					USING ERRCODE = 'insufficient_privilege',
+						  DETAIL = 'wm_perf attaches only to tables of the attaching role unless told otherwise.',
+						  HINT = 'Attach as the owner of the table, or pass allow_other_owners => true.';
+			END IF;
+		ELSE
+			tbl[i] := (SELECT c.relid FROM @extschema@.wm_perf_config c
+						WHERE c.role OPERATOR(pg_catalog.=) r);
+			IF tbl[i] IS NULL THEN
+				f := @extschema@._wm_find_table(r);
+				tbl[i] := f.found;
+				IF f.candidates OPERATOR(pg_catalog.>) 1 THEN
+					RAISE NOTICE 'table "%" is ambiguous: % tables of that name exist', r, f.candidates
+						USING HINT = format('Call wm_perf_attach(%s => ''schema.%s'') to choose one.', r, r);
+				ELSIF f.candidates OPERATOR(pg_catalog.=) 0 THEN
+					lost := lost || r;
+				ELSIF @extschema@._wm_owner(tbl[i]) OPERATOR(pg_catalog.<>) current_user::regrole THEN
+					RAISE NOTICE 'table % is owned by role %, not by %: not attached', tbl[i],
+						@extschema@._wm_owner(tbl[i]), current_user
+						USING HINT = format('Attach as the owner of the table, or call wm_perf_attach(%s => ''%s'', allow_other_owners => true).', r, tbl[i]);
+					tbl[i] := NULL;
+				END IF;
+			END IF;
+		END IF;
+	END LOOP;
+	IF pg_catalog.cardinality(lost) OPERATOR(pg_catalog.>) 0 THEN
+		RAISE NOTICE 'wm_perf did not find the tables: %', pg_catalog.array_to_string(lost, ', ')
+			USING HINT = 'Create them, then call wm_perf_attach(), naming them if they are not found by name.';
+	END IF;
+
+	/* 2. Validate columns and their types before changing anything. */
+	FOR i IN 1 .. 5 LOOP
+		CONTINUE WHEN tbl[i] IS NULL;
+		geom[i] := @extschema@._wm_check_table(roles[i], tbl[i]);
+	END LOOP;
+
+	/*
+	 * 3. Record the tables.  A role moved to another table leaves no trigger
+	 * behind on the one it leaves.
+	 */
+	FOR i IN 1 .. 5 LOOP
+		CONTINUE WHEN tbl[i] IS NULL;
+		old := (SELECT c.relid FROM @extschema@.wm_perf_config c
+				 WHERE c.role OPERATOR(pg_catalog.=) roles[i]);
+		IF old IS NOT NULL AND old OPERATOR(pg_catalog.<>) tbl[i]
+		   AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid OPERATOR(pg_catalog.=) old) THEN
+			FOR line IN SELECT * FROM @extschema@._wm_drop_triggers(old) LOOP
+				RETURN NEXT line;
+			END LOOP;
+		END IF;
+		INSERT INTO @extschema@.wm_perf_config AS c (role, relid) VALUES (roles[i], tbl[i])
+			ON CONFLICT (role) DO UPDATE SET relid = EXCLUDED.relid, attached_at = pg_catalog.now()
+			WHERE c.relid OPERATOR(pg_catalog.<>) EXCLUDED.relid;
+		IF FOUND THEN
+			RETURN NEXT format('table %s: attached as %s', tbl[i], roles[i]);
+		END IF;
+	END LOOP;
+	t_routes := tbl[1];
+	t_bins := tbl[2];
+	t_cust := tbl[3];
+	t_events := tbl[4];
+
+	/* 4. Indexes. */
+	IF t_bins IS NOT NULL THEN
+		expr := CASE WHEN geom[2]
+					 THEN format('((location::%s.geography))', @extschema@._wm_postgis_schema())
+					 ELSE '(location)' END;
+		RETURN NEXT @extschema@._wm_ensure_index(t_bins, 'bins_location_active_gist_idx',
+			format('USING gist %s WHERE status = ''active'' AND deleted_at IS NULL', expr));
+		RETURN NEXT @extschema@._wm_ensure_index(t_bins, 'bins_customer_id_status_bin_type_idx',
+			'USING btree (customer_id, status, bin_type) WHERE deleted_at IS NULL');
+	END IF;
+	IF t_routes IS NOT NULL THEN
+		expr := CASE WHEN geom[1]
+					 THEN format('(route_geometry::%s.geography)', @extschema@._wm_postgis_schema())
+					 ELSE 'route_geometry' END;
+		RETURN NEXT @extschema@._wm_ensure_index(t_routes, 'routes_route_geometry_active_gist_idx',
+			format('USING gist ((%s)) WHERE status = ''active'' AND deleted_at IS NULL', expr));
+		RETURN NEXT @extschema@._wm_ensure_index(t_routes, 'routes_route_geometry_territory_gist_idx',
+			format('USING gist ((%s), territory) WHERE deleted_at IS NULL', expr));
+		RETURN NEXT @extschema@._wm_ensure_index(t_routes, 'routes_territory_status_idx',
+			'USING btree (territory, status) WHERE deleted_at IS NULL');
+	END IF;
+	IF t_events IS NOT NULL THEN
+		RETURN NEXT @extschema@._wm_ensure_index(t_events, 'service_events_customer_id_created_at_idx',
+			'USING btree (customer_id, created_at) WHERE deleted_at IS NULL');
+		RETURN NEXT @extschema@._wm_ensure_index(t_events, 'service_events_created_at_idx',
+			'USING btree (created_at) WHERE deleted_at IS NULL');
+	END IF;
+
+	/* 5. Materialized views for dashboards, owned by the tables' owners. */
+	IF t_routes IS NOT NULL THEN
+		RETURN NEXT @extschema@._wm_ensure_route_matview(t_routes);
+	END IF;
+	IF t_bins IS NOT NULL AND t_cust IS NOT NULL AND t_events IS NOT NULL THEN
+		RETURN NEXT @extschema@._wm_ensure_bin_matview(t_bins, t_cust);
+		RETURN NEXT @extschema@._wm_ensure_event_matview(t_events, t_cust);
+	END IF;
+
+	/*
+	 * 6. Invalidation triggers, enabled ALWAYS, on each table and on its
+	 * partitions and inheritance children.
+	 */
+	FOR i IN 1 .. 4 LOOP
+		CONTINUE WHEN tbl[i] IS NULL;
+		FOR line IN SELECT * FROM @extschema@._wm_attach_triggers(tbl[i], roles[i]) LOOP
+			RETURN NEXT line;
+		END LOOP;
+	END LOOP;
+END;
+$$;
+COMMENT ON FUNCTION @extschema@.wm_perf_attach(regclass, regclass, regclass, regclass, regclass, boolean) IS
+	'Attaches wm_perf to the application tables (NULL = find by name, own tables only): indexes, materialized views, invalidation triggers';
+
+/*
+ * wm_perf_detach: remove the invalidation triggers (so that DROP EXTENSION
+ * works without CASCADE) and, with drop_indexes, the indexes and
+ * materialized views attach created.
+ */
+CREATE FUNCTION @extschema@.wm_perf_detach(drop_indexes boolean DEFAULT false)
+RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t	record;
+BEGIN
+	FOR t IN
+		SELECT tg.tgrelid::regclass::text AS tbl, tg.tgname
+		  FROM pg_trigger tg
+		 WHERE tg.tgfoid OPERATOR(pg_catalog.=) '@extschema@.wm_invalidate_cache()'::regprocedure
+		   -- clones on partitions go with their parent's trigger
+		   AND tg.tgparentid OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+		 ORDER BY tg.tgrelid::regclass::text COLLATE "C", tg.tgname COLLATE "C"
+	LOOP
+		EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.tbl);
+		RETURN NEXT format('trigger %s on %s: dropped', t.tgname, t.tbl);
+	END LOOP;
+	IF drop_indexes THEN
+		FOR t IN
+			SELECT c.oid::regclass::text AS idx, i.indrelid::regclass::text AS tbl
+			  FROM @extschema@.wm_perf_config cfg
+			  JOIN pg_index i ON i.indrelid OPERATOR(pg_catalog.=) cfg.relid
+			  JOIN pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid
+			 WHERE c.relname OPERATOR(pg_catalog.=) ANY (ARRAY[
+				   'bins_location_active_gist_idx', 'bins_customer_id_status_bin_type_idx',
+				   'routes_route_geometry_active_gist_idx', 'routes_route_geometry_territory_gist_idx',
+				   'routes_territory_status_idx', 'service_events_customer_id_created_at_idx',
+				   'service_events_created_at_idx'])
+			 ORDER BY c.relname COLLATE "C"
+		LOOP
+			EXECUTE format('DROP INDEX %s', t.idx);
+			RETURN NEXT format('index %s on %s: dropped', t.idx, t.tbl);
+		END LOOP;
+		FOR t IN
+			SELECT c.oid::regclass::text AS mv
+			  FROM pg_class c
+			 WHERE c.relnamespace OPERATOR(pg_catalog.=) '@extschema@'::regnamespace
+			   AND c.relkind OPERATOR(pg_catalog.=) 'm'
+			   AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY[
+				   'mv_route_statistics', 'mv_bin_statistics', 'mv_service_event_statistics'])
+			 ORDER BY c.relname COLLATE "C"
+		LOOP
+			EXECUTE format('DROP MATERIALIZED VIEW %s', t.mv);
+			RETURN NEXT format('materialized view %s: dropped', t.mv);
+		END LOOP;
+	END IF;
+END;
+$$;
+COMMENT ON FUNCTION @extschema@.wm_perf_detach(boolean) IS
+	'Removes the invalidation triggers (and with drop_indexes the indexes and materialized views) so DROP EXTENSION needs no CASCADE';
+
+/* wm_refresh_statistics: refresh the dashboard materialized views. */
+CREATE FUNCTION @extschema@.wm_refresh_statistics(concurrently boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	mv	regclass;
+BEGIN
+	FOR mv IN
+		SELECT c.oid::regclass
+		  FROM pg_class c
+		 WHERE c.relnamespace OPERATOR(pg_catalog.=) '@extschema@'::regnamespace
+		   AND c.relkind OPERATOR(pg_catalog.=) 'm'
+		   AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY[
+			   'mv_route_statistics', 'mv_bin_statistics', 'mv_service_event_statistics'])
+		 ORDER BY c.relname COLLATE "C"
+	LOOP
+		IF wm_refresh_statistics.concurrently
+		   AND (SELECT c.relispopulated FROM pg_class c WHERE c.oid OPERATOR(pg_catalog.=) mv) THEN
+			EXECUTE format('REFRESH MATERIALIZED VIEW CONCURRENTLY %s', mv);
+		ELSE
+			EXECUTE format('REFRESH MATERIALIZED VIEW %s', mv);
+		END IF;
+	END LOOP;
+END;
+$$;
+COMMENT ON FUNCTION @extschema@.wm_refresh_statistics(boolean) IS
+	'Refreshes the dashboard materialized views (CONCURRENTLY by default)';
+
+/*
+ * Changes to the configuration and the rules reach every backend's cached
+ * copy through a relcache invalidation sent at commit.
+ */
+CREATE FUNCTION @extschema@._wm_config_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'wm_config_changed'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@._wm_config_changed() FROM PUBLIC;
+CREATE TRIGGER wm_perf_config_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.wm_perf_config
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._wm_config_changed();
+CREATE TRIGGER wm_cache_rules_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.wm_cache_rules
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._wm_config_changed();
+/*
+ * A change of wm_perf_config locks the tables it names, before and after,
+ * until commit: a writer of one of them either commits first or takes in
+ * the new configuration with its table lock (trigger.c).
+ */
+CREATE TRIGGER wm_perf_config_locks
+	AFTER INSERT OR UPDATE OR DELETE ON @extschema@.wm_perf_config
+	FOR EACH ROW EXECUTE FUNCTION @extschema@._wm_config_changed();
+CREATE TRIGGER wm_perf_config_truncate_locks
+	BEFORE TRUNCATE ON @extschema@.wm_perf_config
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._wm_config_changed();
+
+/*
+ * DDL that changes what a statistic reads without writing a row (ATTACH,
+ * DETACH or DROP of a partition, INHERIT, ALTER COLUMN ... TYPE, ALTER TYPE
+ * ... RENAME VALUE, DROP COLUMN) invalidates the scope like a write, and a
+ * new partition or inheritance child gets the invalidation triggers.
+ * Enabled ALWAYS, like the table triggers.
+ */
+CREATE FUNCTION @extschema@._wm_ddl_changed()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'wm_ddl_changed'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@._wm_ddl_changed() FROM PUBLIC;
+CREATE EVENT TRIGGER wm_perf_ddl_command_end ON ddl_command_end
+	WHEN TAG IN ('ALTER TABLE', 'ALTER TYPE', 'CREATE TABLE')
+	EXECUTE FUNCTION @extschema@._wm_ddl_changed();
+CREATE EVENT TRIGGER wm_perf_sql_drop ON sql_drop
+	WHEN TAG IN ('ALTER TABLE', 'DROP TABLE', 'DROP TYPE', 'DROP SCHEMA', 'DROP OWNED')
+	EXECUTE FUNCTION @extschema@._wm_ddl_changed();
+ALTER EVENT TRIGGER wm_perf_ddl_command_end ENABLE ALWAYS;
+ALTER EVENT TRIGGER wm_perf_sql_drop ENABLE ALWAYS;
+
+/*
+ * Attach at install time to the tables found by name.  During a restore the
+ * tables do not exist yet: that is a NOTICE, never an error, and the dumped
+ * indexes, triggers, materialized views and configuration rows restore the
+ * attachment.  The materialized views are ordinary objects, not extension
+ * members, so pg_dump keeps them.
+ */
+DO $$
+DECLARE
+	mv	text;
+BEGIN
+	PERFORM pg_catalog.count(*) FROM @extschema@.wm_perf_attach();
+	FOR mv IN
+		SELECT c.oid::regclass::text
+		  FROM pg_catalog.pg_class c
+		  JOIN pg_catalog.pg_depend d
+			ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+		   AND d.objid OPERATOR(pg_catalog.=) c.oid
+		   AND d.deptype OPERATOR(pg_catalog.=) 'e'
+		   AND d.refobjid OPERATOR(pg_catalog.=) (SELECT e.oid FROM pg_catalog.pg_extension e
+												   WHERE e.extname OPERATOR(pg_catalog.=) 'wm_perf')
+		 WHERE c.relkind OPERATOR(pg_catalog.=) 'm'
+	LOOP
+		EXECUTE pg_catalog.format('ALTER EXTENSION wm_perf DROP MATERIALIZED VIEW %s', mv);
+	END LOOP;
+END;
+$$;
