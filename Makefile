@@ -42,12 +42,12 @@ endif
 PG_CFLAGS += $(WM_EXTRA_CFLAGS)
 
 # pg_regress does not CASCADE: load the requirements explicitly.
-REGRESS = setup attach stats spatial plans invalidation guc errors privileges
+REGRESS = setup attach stats spatial plans invalidation hardening ddl guc errors privileges
 REGRESS_OPTS = --load-extension=postgis --load-extension=btree_gist --load-extension=wm_perf
 # The same server restarted without Redis and without shared_preload_libraries.
 REGRESS_NO_REDIS = setup attach no_redis spatial plans errors
 
-ISOLATION = invalidation_commit invalidation_race local_copies single_flight snapshot_partitions
+ISOLATION = invalidation_commit invalidation_race local_copies single_flight snapshot_partitions config_reload
 ISOLATION_OPTS = --load-extension=postgis --load-extension=btree_gist --load-extension=wm_perf
 
 TAP_TESTS = 1

@@ -63,6 +63,11 @@ static const WmTriggerDef trigger_defs[] = {
 /* Set while this file runs DDL itself: its own commands are not news. */
 static bool running_ddl = false;
 
+/*
+ * The queries of this file are not read-only: a new snapshot sees the
+ * triggers this call just made (and PostgreSQL's clones of them on
+ * partitions).
+ */
 static bool
 has_trigger(Oid relid, const char *name)
 {
@@ -70,7 +75,7 @@ has_trigger(Oid relid, const char *name)
 							   " WHERE tgrelid OPERATOR(pg_catalog.=) %u"
 							   " AND tgname OPERATOR(pg_catalog.=) %s",
 							   relid, quote_literal_cstr(name));
-	int			rc = SPI_execute(sql, true, 1);
+	int			rc = SPI_execute(sql, false, 1);
 
 	wm_spi_check(rc, SPI_OK_SELECT, "looking up a trigger");
 	return SPI_processed > 0;
@@ -169,7 +174,7 @@ wm_attach_triggers(PG_FUNCTION_ARGS)
 				   " WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,f}'::pg_catalog.\"char\"[])"
 				   " ORDER BY d.relid::pg_catalog.regclass::pg_catalog.text COLLATE \"C\"",
 				   relid);
-	rc = SPI_execute(sql, true, 0);
+	rc = SPI_execute(sql, false, 0);
 	wm_spi_check(rc, SPI_OK_SELECT, "listing partitions and children");
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -230,7 +235,7 @@ trigger_roles(Oid relid)
 							   relid);
 	int			mask = 0;
 	uint64		i;
-	int			rc = SPI_execute(sql, true, 0);
+	int			rc = SPI_execute(sql, false, 0);
 
 	wm_spi_check(rc, SPI_OK_SELECT, "looking up triggers");
 	for (i = 0; i < SPI_processed; i++)
@@ -253,7 +258,7 @@ uses_type(WmTable t, Oid typid)
 							   " AND atttypid OPERATOR(pg_catalog.=) %u"
 							   " AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped",
 							   wm_table_oid(t), typid);
-	int			rc = SPI_execute(sql, true, 1);
+	int			rc = SPI_execute(sql, false, 1);
 
 	wm_spi_check(rc, SPI_OK_SELECT, "looking up column types");
 	return SPI_processed > 0;
