@@ -408,6 +408,131 @@ $$;
 REVOKE ALL ON FUNCTION @extschema@._wm_drop_triggers(regclass) FROM PUBLIC;
 
 /*
+ * The maintained aggregates behind wm_bin_statistics() (maintain.c): delta
+ * rows, summed by readers, folded by wm_statistics_compact().  Owned by the
+ * extension's owner, readable by no one else; not configuration tables, so
+ * pg_dump leaves their rows out (derived data: attach or
+ * wm_statistics_rebuild() builds them again).
+ */
+CREATE TABLE @extschema@.wm_agg_bins (
+	status		text,
+	bin_type	text,
+	material	text,
+	n			bigint NOT NULL,
+	gps			bigint NOT NULL,
+	sensor		bigint NOT NULL,
+	smart		bigint NOT NULL,
+	fill_sum	numeric NOT NULL,
+	fill_n		bigint NOT NULL,
+	cap_sum		numeric NOT NULL,
+	cap_n		bigint NOT NULL,
+	need_fill	bigint NOT NULL
+);
+CREATE TABLE @extschema@.wm_agg_bins_due (
+	bin_type	text,
+	material	text,
+	due			date NOT NULL,
+	n			bigint NOT NULL
+);
+CREATE TABLE @extschema@.wm_agg_events (
+	event_type	text,
+	hour		timestamptz NOT NULL,
+	n			bigint NOT NULL
+);
+CREATE TABLE @extschema@.wm_agg_state (
+	id			integer PRIMARY KEY CHECK (id = 1),
+	bins		oid NOT NULL,
+	customers	oid NOT NULL,
+	service_events oid NOT NULL,
+	built_at	timestamptz NOT NULL
+);
+REVOKE ALL ON @extschema@.wm_agg_bins, @extschema@.wm_agg_bins_due,
+	@extschema@.wm_agg_events, @extschema@.wm_agg_state FROM PUBLIC;
+
+CREATE FUNCTION @extschema@._wm_maintain()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'wm_maintain'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@._wm_maintain() FROM PUBLIC;
+
+CREATE FUNCTION @extschema@._wm_maintain_triggers(bins regclass, customers regclass,
+	service_events regclass)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'wm_maintain_triggers'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@._wm_maintain_triggers(regclass, regclass, regclass) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.wm_statistics_rebuild()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'wm_statistics_rebuild'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@.wm_statistics_rebuild() FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.wm_statistics_rebuild() IS
+	'Rebuilds the maintained aggregates of bin statistics from the tables (true: maintained)';
+
+CREATE FUNCTION @extschema@.wm_statistics_compact()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'wm_statistics_compact'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@.wm_statistics_compact() FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.wm_statistics_compact() IS
+	'Folds the delta rows of the maintained aggregates into one row per group; returns the rows removed';
+
+CREATE FUNCTION @extschema@.wm_statistics_verify(
+	OUT statistic text, OUT item text, OUT maintained jsonb, OUT computed jsonb)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'wm_statistics_verify'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER;
+COMMENT ON FUNCTION @extschema@.wm_statistics_verify() IS
+	'Compares the maintained bin statistics with a full computation in one snapshot: the differences (none when correct)';
+
+/*
+ * _wm_maintain_attach: the maintenance triggers on the attached bins,
+ * customers and service_events (when their columns allow it), then a
+ * rebuild.  Without them, or when not eligible, no trigger and no state:
+ * calls compute in full.
+ */
+CREATE FUNCTION @extschema@._wm_maintain_attach()
+RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	b		regclass := (SELECT c.relid FROM @extschema@.wm_perf_config c WHERE c.role OPERATOR(pg_catalog.=) 'bins');
+	cu		regclass := (SELECT c.relid FROM @extschema@.wm_perf_config c WHERE c.role OPERATOR(pg_catalog.=) 'customers');
+	e		regclass := (SELECT c.relid FROM @extschema@.wm_perf_config c WHERE c.role OPERATOR(pg_catalog.=) 'service_events');
+	line	text;
+	why		text;
+BEGIN
+	IF b IS NULL OR cu IS NULL OR e IS NULL THEN
+		why := 'bins, customers and service_events are not all attached';
+	ELSIF EXISTS (SELECT 1 FROM pg_attribute a
+				   WHERE (a.attrelid, a.attname) IN ((cu::oid, 'id'), (b::oid, 'customer_id'),
+													 (e::oid, 'customer_id'))
+					 AND a.atttypid OPERATOR(pg_catalog.<>) 'uuid'::regtype)
+		  OR (SELECT a.atttypid FROM pg_attribute a
+			   WHERE a.attrelid OPERATOR(pg_catalog.=) e AND a.attname OPERATOR(pg_catalog.=) 'created_at')
+			 OPERATOR(pg_catalog.<>) 'timestamptz'::regtype THEN
+		why := 'ids are not uuid or service_events.created_at is not timestamptz';
+	END IF;
+	IF why IS NOT NULL THEN
+		b := NULL; cu := NULL; e := NULL;
+	END IF;
+	FOR line IN SELECT * FROM @extschema@._wm_maintain_triggers(b, cu, e) LOOP
+		RETURN NEXT line;
+	END LOOP;
+	IF why IS NOT NULL THEN
+		DELETE FROM @extschema@.wm_agg_state;
+		RETURN NEXT format('maintained statistics: not maintained (%s)', why);
+		RETURN;
+	END IF;
+	PERFORM @extschema@.wm_statistics_rebuild();
+	RETURN NEXT 'maintained statistics: built';
+END;
+$$;
+REVOKE ALL ON FUNCTION @extschema@._wm_maintain_attach() FROM PUBLIC;
+
+/*
  * wm_perf_attach: record the application tables and create what the workload
  * needs on them.  Idempotent; returns one line per action.
  *
@@ -563,6 +688,11 @@ BEGIN
 			RETURN NEXT line;
 		END LOOP;
 	END LOOP;
+
+	/* 7. The maintained aggregates of bin statistics (maintain.c). */
+	FOR line IN SELECT * FROM @extschema@._wm_maintain_attach() LOOP
+		RETURN NEXT line;
+	END LOOP;
 END;
 $$;
 COMMENT ON FUNCTION @extschema@.wm_perf_attach(regclass, regclass, regclass, regclass, regclass, boolean) IS
@@ -592,6 +722,8 @@ BEGIN
 		EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.tbl);
 		RETURN NEXT format('trigger %s on %s: dropped', t.tgname, t.tbl);
 	END LOOP;
+	RETURN QUERY SELECT * FROM @extschema@._wm_maintain_triggers(NULL, NULL, NULL);
+	DELETE FROM @extschema@.wm_agg_state;
 	IF drop_indexes THEN
 		FOR t IN
 			SELECT c.oid::regclass::text AS idx, i.indrelid::regclass::text AS tbl

@@ -199,6 +199,154 @@ wm_attach_triggers(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/*
+ * The maintenance triggers (maintain.c): bins and service_events get AFTER
+ * statement triggers with transition tables and an AFTER TRUNCATE trigger;
+ * customers gets BEFORE row triggers (before a cascading delete removes its
+ * bins and events) and an AFTER TRUNCATE trigger.  All enabled ALWAYS, so
+ * logical replication apply and session_replication_role = replica
+ * maintain too.  Named wm_perf_maintain_<role>_<suffix>.
+ */
+typedef struct WmMaintainDef
+{
+	WmTable		table;
+	const char *suffix;
+	const char *definition;		/* timing, events, level */
+} WmMaintainDef;
+
+static const WmMaintainDef maintain_defs[] = {
+	{WM_TABLE_BINS, "ins", "AFTER INSERT ON %s REFERENCING NEW TABLE AS wm_new FOR EACH STATEMENT"},
+	{WM_TABLE_BINS, "upd", "AFTER UPDATE ON %s REFERENCING OLD TABLE AS wm_old NEW TABLE AS wm_new FOR EACH STATEMENT"},
+	{WM_TABLE_BINS, "del", "AFTER DELETE ON %s REFERENCING OLD TABLE AS wm_old FOR EACH STATEMENT"},
+	{WM_TABLE_BINS, "trunc", "AFTER TRUNCATE ON %s FOR EACH STATEMENT"},
+	{WM_TABLE_SERVICE_EVENTS, "ins", "AFTER INSERT ON %s REFERENCING NEW TABLE AS wm_new FOR EACH STATEMENT"},
+	{WM_TABLE_SERVICE_EVENTS, "upd", "AFTER UPDATE ON %s REFERENCING OLD TABLE AS wm_old NEW TABLE AS wm_new FOR EACH STATEMENT"},
+	{WM_TABLE_SERVICE_EVENTS, "del", "AFTER DELETE ON %s REFERENCING OLD TABLE AS wm_old FOR EACH STATEMENT"},
+	{WM_TABLE_SERVICE_EVENTS, "trunc", "AFTER TRUNCATE ON %s FOR EACH STATEMENT"},
+	{WM_TABLE_CUSTOMERS, "ins", "BEFORE INSERT ON %s FOR EACH ROW"},
+	{WM_TABLE_CUSTOMERS, "upd", "BEFORE UPDATE ON %s FOR EACH ROW"
+	 " WHEN (OLD.deleted_at IS DISTINCT FROM NEW.deleted_at OR OLD.id IS DISTINCT FROM NEW.id)"},
+	{WM_TABLE_CUSTOMERS, "del", "BEFORE DELETE ON %s FOR EACH ROW"},
+	{WM_TABLE_CUSTOMERS, "trunc", "AFTER TRUNCATE ON %s FOR EACH STATEMENT"},
+};
+
+static char *
+qualified_relname(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+/*
+ * _wm_maintain_triggers(bins, customers, service_events) RETURNS SETOF
+ * text: the maintenance triggers on exactly these tables (NULL: none), one
+ * line per trigger dropped or created.  Used by wm_perf_attach().
+ */
+PG_FUNCTION_INFO_V1(wm_maintain_triggers);
+Datum
+wm_maintain_triggers(PG_FUNCTION_ARGS)
+{
+	Oid			target[WM_TABLE_COUNT] = {0};
+	ReturnSetInfo *rsinfo;
+	List	   *lines = NIL;
+	ListCell   *lc;
+	bool		saved = running_ddl;
+	char	   *sql;
+	uint64		i;
+	int			rc;
+	int			d;
+
+	if (!PG_ARGISNULL(0))
+		target[WM_TABLE_BINS] = PG_GETARG_OID(0);
+	if (!PG_ARGISNULL(1))
+		target[WM_TABLE_CUSTOMERS] = PG_GETARG_OID(1);
+	if (!PG_ARGISNULL(2))
+		target[WM_TABLE_SERVICE_EVENTS] = PG_GETARG_OID(2);
+
+	WM_INIT_MATERIALIZED_SRF_SCALAR(fcinfo);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
+	running_ddl = true;
+	PG_TRY();
+	{
+		SPITupleTable *old;
+
+		/* Drop those on other tables, or of another role. */
+		sql = psprintf("SELECT tgrelid, tgname::pg_catalog.text FROM pg_catalog.pg_trigger"
+					   " WHERE tgfoid OPERATOR(pg_catalog.=) '%s._wm_maintain()'::pg_catalog.regprocedure"
+					   " AND tgparentid OPERATOR(pg_catalog.=) 0::pg_catalog.oid"
+					   " ORDER BY tgrelid::pg_catalog.regclass::pg_catalog.text COLLATE \"C\", tgname COLLATE \"C\"",
+					   quote_identifier(wm_extension_schema()));
+		rc = SPI_execute(sql, false, 0);
+		wm_spi_check(rc, SPI_OK_SELECT, "listing maintenance triggers");
+		old = SPI_tuptable;
+		for (i = 0; i < old->numvals; i++)
+		{
+			bool		isnull;
+			Oid			relid = DatumGetObjectId(SPI_getbinval(old->vals[i], old->tupdesc, 1, &isnull));
+			char	   *name = SPI_getvalue(old->vals[i], old->tupdesc, 2);
+			bool		keep = false;
+
+			for (d = 0; d < (int) lengthof(maintain_defs); d++)
+			{
+				const WmMaintainDef *m = &maintain_defs[d];
+
+				if (target[m->table] == relid &&
+					strcmp(name, psprintf("wm_perf_maintain_%s_%s",
+										  wm_table_role_name(m->table), m->suffix)) == 0)
+					keep = true;
+			}
+			if (keep)
+				continue;
+			rc = SPI_execute(psprintf("DROP TRIGGER %s ON %s", quote_identifier(name),
+									  qualified_relname(relid)), false, 0);
+			wm_spi_check(rc, SPI_OK_UTILITY, "dropping a maintenance trigger");
+			lines = lappend(lines, psprintf("trigger %s on %s: dropped", name, qualified_relname(relid)));
+		}
+
+		for (d = 0; d < (int) lengthof(maintain_defs); d++)
+		{
+			const WmMaintainDef *m = &maintain_defs[d];
+			Oid			relid = target[m->table];
+			char	   *name;
+			char	   *table;
+
+			if (!OidIsValid(relid))
+				continue;
+			name = psprintf("wm_perf_maintain_%s_%s", wm_table_role_name(m->table), m->suffix);
+			table = qualified_relname(relid);
+			if (has_trigger(relid, name))
+				continue;
+			sql = psprintf("CREATE TRIGGER %s %s EXECUTE FUNCTION %s._wm_maintain()",
+						   quote_identifier(name), psprintf(m->definition, table),
+						   quote_identifier(wm_extension_schema()));
+			rc = SPI_execute(sql, false, 0);
+			wm_spi_check(rc, SPI_OK_UTILITY, "creating a maintenance trigger");
+			rc = SPI_execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", table,
+									  quote_identifier(name)), false, 0);
+			wm_spi_check(rc, SPI_OK_UTILITY, "enabling a maintenance trigger");
+			lines = lappend(lines, psprintf("trigger %s on %s: created", name, table));
+		}
+	}
+	PG_FINALLY();
+	{
+		running_ddl = saved;
+	}
+	PG_END_TRY();
+	SPI_finish();
+
+	foreach(lc, lines)
+	{
+		Datum		value = CStringGetTextDatum((char *) lfirst(lc));
+		bool		isnull = false;
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+	}
+	return (Datum) 0;
+}
+
 static WmScope
 scope_of_table(WmTable t)
 {
@@ -382,5 +530,13 @@ wm_ddl_changed(PG_FUNCTION_ARGS)
 	for (t = 0; t < WM_TABLE_ORGANIZATIONS; t++)
 		if ((mask & (1 << t)) != 0)
 			wm_xact_add_scope(scope_of_table((WmTable) t));
+
+	/*
+	 * The maintained statistics hold labels and values as they were: DDL on
+	 * a table they read rebuilds them, in the DDL's transaction.
+	 */
+	if ((mask & ((1 << WM_TABLE_BINS) | (1 << WM_TABLE_CUSTOMERS) |
+				 (1 << WM_TABLE_SERVICE_EVENTS))) != 0)
+		wm_maintained_rebuild_if_set_up();
 	PG_RETURN_VOID();
 }

@@ -19,6 +19,7 @@
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -29,9 +30,11 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/tuplestore.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "compat.h"
 #include "wm_perf.h"
 
 /* Kept plans, rebuilt when the configuration changes. */
@@ -348,7 +351,7 @@ bin_tables_invalidations(bool any_message)
  * ANALYZE elsewhere does not make a computation of seconds run twice.
  */
 static void
-run_bin_queries(SPIPlanPtr plan, SPIPlanPtr eplan, Datum *args,
+run_bin_queries(SPIPlanPtr plan, SPIPlanPtr eplan, Datum *args, Snapshot given,
 				SPITupleTable **bt, SPITupleTable **et)
 {
 	bool		any_message = has_subclass(wm_table_oid(WM_TABLE_BINS)) ||
@@ -359,7 +362,7 @@ run_bin_queries(SPIPlanPtr plan, SPIPlanPtr eplan, Datum *args,
 	for (attempt = 1;; attempt++)
 	{
 		uint64		inval_count = bin_tables_invalidations(any_message);
-		Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+		Snapshot	snap = RegisterSnapshot(given ? given : GetTransactionSnapshot());
 		int			rc;
 
 		rc = SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot,
@@ -371,7 +374,7 @@ run_bin_queries(SPIPlanPtr plan, SPIPlanPtr eplan, Datum *args,
 		wm_spi_check(rc, SPI_OK_SELECT, "computing service event statistics");
 		*et = SPI_tuptable;
 		UnregisterSnapshot(snap);
-		if (attempt == 3 || inval_count == bin_tables_invalidations(any_message))
+		if (given || attempt == 3 || inval_count == bin_tables_invalidations(any_message))
 			return;
 		SPI_freetuptable(*bt);
 		SPI_freetuptable(*et);
@@ -385,25 +388,19 @@ run_bin_queries(SPIPlanPtr plan, SPIPlanPtr eplan, Datum *args,
  * rows: event_type, count over the last 30 days (since midnight 30 days
  * ago in the session's time zone).
  */
-static Jsonb *
-compute_bin_statistics(pg_uuid_t *customer, bool *empty)
+/*
+ * The full queries of bin statistics (connected to SPI).  Returns the
+ * argument datum for the plans.
+ */
+static Datum
+bin_full_plans(pg_uuid_t *customer, SPIPlanPtr *full_plan, SPIPlanPtr *full_eplan)
 {
 	StringInfoData sql;
 	StringInfoData esql;
 	SPIPlanPtr	plan;
 	SPIPlanPtr	eplan;
-	Datum		args[1];
+	Datum		args[1] = {(Datum) 0};
 	Oid			argtypes[1] = {UUIDOID};
-	JsonbParseState *st = NULL;
-	JsonbValue *res;
-	MemoryContext caller = CurrentMemoryContext;
-	Jsonb	   *out;
-	int			rc;
-	uint64		r;
-	int			total_row = -1;
-	int64		active = 0;
-	SPITupleTable *bt;
-	SPITupleTable *et;
 	const char *customer_filter =
 		customer ? " AND b.customer_id OPERATOR(pg_catalog.=) $1" : "";
 	const char *event_filter =
@@ -446,8 +443,6 @@ compute_bin_statistics(pg_uuid_t *customer, bool *empty)
 					 wm_table_qualname(WM_TABLE_CUSTOMERS),
 					 event_filter);
 
-	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
 	if (customer)
 	{
 		plan = kept_plan(&bin_plan_customer, gen, sql.data, 1, argtypes);
@@ -459,8 +454,55 @@ compute_bin_statistics(pg_uuid_t *customer, bool *empty)
 		plan = kept_plan(&bin_plan_all, gen, sql.data, 0, NULL);
 		eplan = kept_plan(&event_plan_all, gen, esql.data, 0, NULL);
 	}
+	*full_plan = plan;
+	*full_eplan = eplan;
+	return args[0];
+}
 
-	run_bin_queries(plan, eplan, args, &bt, &et);
+/*
+ * Bin statistics computed in full, or (whole fleet) read from the
+ * maintained aggregates (maintain.c) when they can serve the caller.
+ * Connected to SPI; *maintained says which.
+ */
+static void
+bin_statistics_rows(pg_uuid_t *customer, Snapshot given, bool allow_maintained,
+					SPITupleTable **bt, SPITupleTable **et, bool *maintained)
+{
+	SPIPlanPtr	plan;
+	SPIPlanPtr	eplan;
+	Datum		args[1];
+	uint64		r;
+
+	args[0] = bin_full_plans(customer, &plan, &eplan);
+	*maintained = false;
+	if (customer == NULL && allow_maintained && wm_maintained_bin_plans(&plan, &eplan))
+	{
+		void	   *state = wm_maintained_enter();
+
+		run_bin_queries(plan, eplan, args, given, bt, et);
+		wm_maintained_leave(state);
+		/* The state row (GROUPING mask -1): built for the attached tables. */
+		for (r = 0; r < (*bt)->numvals; r++)
+			if (get_int8((*bt)->vals[r], (*bt)->tupdesc, 1) == -1)
+				*maintained = true;
+		if (*maintained)
+			return;
+		SPI_freetuptable(*bt);
+		SPI_freetuptable(*et);
+		args[0] = bin_full_plans(customer, &plan, &eplan);
+	}
+	run_bin_queries(plan, eplan, args, given, bt, et);
+}
+
+static Jsonb *
+bin_statistics_jsonb(pg_uuid_t *customer, SPITupleTable *bt, SPITupleTable *et,
+					 bool *empty, MemoryContext caller)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue *res;
+	uint64		r;
+	int			total_row = -1;
+	int64		active = 0;
 
 	/*
 	 * The grand total row, and "active" from the byStatus row of 'active'
@@ -544,11 +586,104 @@ compute_bin_statistics(pg_uuid_t *customer, bool *empty)
 	push_string(&st, "computedAt", computed_at());
 	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
 
-	out = to_caller_context(res, caller);
+	return to_caller_context(res, caller);
+}
+
+static Jsonb *
+compute_bin_statistics(pg_uuid_t *customer, bool *empty)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	SPITupleTable *bt;
+	SPITupleTable *et;
+	bool		maintained;
+	Jsonb	   *out;
+	int			rc;
+
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
+	bin_statistics_rows(customer, NULL, true, &bt, &et, &maintained);
+	elog(DEBUG1, "wm_perf bin statistics %s", maintained ?
+		 "read from the maintained aggregates" : "computed in full");
+	out = bin_statistics_jsonb(customer, bt, et, empty, caller);
 	SPI_finish();
 	return out;
 }
 
+/*
+ * wm_statistics_verify(): the whole-fleet bin statistics from the
+ * maintained aggregates and computed in full, under one snapshot; one row
+ * per top-level key that differs (none when the state is correct), or one
+ * row 'state' when the state cannot serve this caller.
+ */
+PG_FUNCTION_INFO_V1(wm_statistics_verify);
+Datum
+wm_statistics_verify(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo;
+	MemoryContext caller = CurrentMemoryContext;
+	SPITupleTable *bt;
+	SPITupleTable *et;
+	Snapshot	snap;
+	bool		maintained;
+	bool		empty;
+	bool		dummy;
+	Jsonb	   *m;
+	Jsonb	   *f;
+	int			rc;
+	int			i;
+	static const char *const keys[] = {
+		"total", "active", "smartBins", "avgFillLevel", "needingService",
+		"avgCapacityCubicYards", "byStatus", "byType", "byMaterial",
+		"serviceEventsLast30Days", NULL
+	};
+
+	wm_config_refresh();
+	WM_INIT_MATERIALIZED_SRF(fcinfo);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
+	CommandCounterIncrement();
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+	bin_statistics_rows(NULL, snap, true, &bt, &et, &maintained);
+	m = bin_statistics_jsonb(NULL, bt, et, &empty, caller);
+	bin_statistics_rows(NULL, snap, false, &bt, &et, &dummy);
+	f = bin_statistics_jsonb(NULL, bt, et, &empty, caller);
+	UnregisterSnapshot(snap);
+	SPI_finish();
+
+	if (!maintained)
+	{
+		Datum		values[4];
+		bool		nulls[4] = {false, false, true, false};
+
+		values[0] = CStringGetTextDatum("bins");
+		values[1] = CStringGetTextDatum("state");
+		values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum("\"not maintained for this caller\""));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		return (Datum) 0;
+	}
+	for (i = 0; keys[i]; i++)
+	{
+		Datum		mv = DirectFunctionCall2(jsonb_object_field, JsonbPGetDatum(m),
+											 CStringGetTextDatum(keys[i]));
+		Datum		fv = DirectFunctionCall2(jsonb_object_field, JsonbPGetDatum(f),
+											 CStringGetTextDatum(keys[i]));
+
+		if (!DatumGetBool(DirectFunctionCall2(jsonb_eq, mv, fv)))
+		{
+			Datum		values[4];
+			bool		nulls[4] = {false, false, false, false};
+
+			values[0] = CStringGetTextDatum("bins");
+			values[1] = CStringGetTextDatum(keys[i]);
+			values[2] = mv;
+			values[3] = fv;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	}
+	return (Datum) 0;
+}
 
 static Jsonb *
 route_compute(void *arg, bool *empty)

@@ -652,6 +652,8 @@ wm_cache_flush(PG_FUNCTION_ARGS)
 					 errmsg("invalid cache scope \"%s\"", name),
 					 errhint("Valid scopes are \"routes\" and \"bins\", or NULL for all.")));
 		wm_xact_force_scope((WmScope) s);
+		if (s == WM_SCOPE_BINS)
+			wm_maintained_rebuild_if_set_up();
 		PG_RETURN_INT64(1);
 	}
 
@@ -666,5 +668,7 @@ wm_cache_flush(PG_FUNCTION_ARGS)
 		record_rule(&rules[i], NULL, NULL);
 		n++;
 	}
+	/* The maintained aggregates are rebuilt from the tables, too. */
+	wm_maintained_rebuild_if_set_up();
 	PG_RETURN_INT64(n);
 }

@@ -174,6 +174,13 @@ typedef struct WmCacheCall
 } WmCacheCall;
 extern Jsonb *wm_cache_get(const WmCacheCall *call);
 
+/* maintain.c: the maintained aggregates behind wm_bin_statistics() */
+struct _SPI_plan;
+extern bool wm_maintained_bin_plans(struct _SPI_plan **plan, struct _SPI_plan **eplan);
+extern void *wm_maintained_enter(void);
+extern void wm_maintained_leave(void *state);
+extern void wm_maintained_rebuild_if_set_up(void);
+
 /* worker.c */
 extern void wm_worker_register(void);
 extern PGDLLEXPORT void wm_worker_main(Datum main_arg);
