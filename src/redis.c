@@ -140,13 +140,24 @@ drop_connection(void)
 	ctx = NULL;
 }
 
+/*
+ * The connection goes, and the back-off starts, before the WARNING: its
+ * errfinish() runs CHECK_FOR_INTERRUPTS(), so a pending cancel raises its
+ * ERROR from inside it, and a connection still holding an unanswered
+ * command would hand that command's reply to the next call.  detail may
+ * point into the context: copied first (no palloc: may run after commit).
+ */
 static void
 fail(int sqlstate, const char *what, const char *detail)
 {
-	warn_failure(sqlstate, what, detail);
+	char		copy[256];
+
+	if (detail)
+		strlcpy(copy, detail, sizeof(copy));
 	drop_connection();
 	backoff_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												wm_guc_redis_backoff);
+	warn_failure(sqlstate, what, detail ? copy : NULL);
 }
 
 /* Why the last I/O wait ended without the bytes it waited for. */
