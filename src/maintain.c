@@ -66,6 +66,8 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/relation.h"
+#include "storage/bufmgr.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -94,6 +96,8 @@
 #define WM_LOCK_TABLE_ROWS	10000
 /* A writer statement folds with this chance (1 in N), if no one else is. */
 #define WM_FOLD_ONE_IN		32
+/* Delta tables this small are always read (see wm_maintained_bin_plans). */
+#define WM_DELTA_MIN_BLOCKS	1024
 /* Event buckets kept by the fold. */
 #define WM_EVENT_DAYS		40
 /* The advisory lock of folds, rebuilds and truncations: ('wm', 1). */
@@ -136,6 +140,9 @@ typedef struct WmMaintained
 	uint64		generation;		/* configuration these were resolved for */
 	bool		eligible;		/* column types allow maintenance */
 	Oid			agg_bins;
+	Oid			agg_due;
+	Oid			agg_events;
+	bool		state_seen;		/* this backend saw the state row */
 	Oid			owner;			/* of the maintained tables */
 	char	   *schema;			/* quoted extension schema */
 	SPIPlanPtr	bins_plan;
@@ -179,6 +186,9 @@ resolve(void)
 	maint.schema = MemoryContextStrdup(TopMemoryContext, ext_schema());
 	nsp = get_namespace_oid(wm_extension_schema(), false);
 	maint.agg_bins = get_relname_relid("wm_agg_bins", nsp);
+	maint.agg_due = get_relname_relid("wm_agg_bins_due", nsp);
+	maint.agg_events = get_relname_relid("wm_agg_events", nsp);
+	maint.state_seen = false;
 	maint.owner = InvalidOid;
 	if (OidIsValid(maint.agg_bins))
 	{
@@ -509,6 +519,27 @@ maintain_statement(TriggerData *td, WmTable table)
 	StringInfoData sql;
 	int			rc;
 
+	/*
+	 * No state row (a database restored by pg_dump, whose derived rows were
+	 * not dumped): the first writer to get the lock rebuilds, this
+	 * statement's rows included; the others record their deltas, which a
+	 * rebuild whose snapshot does not see them keeps.
+	 */
+	if (!maint.state_seen)
+	{
+		char	   *q = psprintf("SELECT 1 FROM %s.wm_agg_state", s);
+
+		rc = exec_latest(q, 0, NULL, NULL);
+		wm_spi_check(rc, SPI_OK_SELECT, "looking for the maintained state");
+		if (SPI_processed > 0)
+			maint.state_seen = true;
+		else if (advisory_try_lock())
+		{
+			rebuild_locked();
+			return;
+		}
+	}
+
 	if (SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "SPI_register_trigger_data failed");
 	initStringInfo(&sql);
@@ -704,6 +735,36 @@ wm_maintain(PG_FUNCTION_ARGS)
 	return PointerGetDatum(result);
 }
 
+/* The size of one of the maintained tables in blocks (its main fork). */
+static BlockNumber
+blocks_of(Oid relid)
+{
+	Relation	rel = relation_open(relid, AccessShareLock);
+	BlockNumber n = RelationGetNumberOfBlocks(rel);
+
+	relation_close(rel, AccessShareLock);
+	return n;
+}
+
+/*
+ * The size of an application table as VACUUM and ANALYZE last saw it: no
+ * lock (a writer's ACCESS EXCLUSIVE lock must not make the caller wait
+ * before its snapshot, as the full computation would not either).
+ */
+static BlockNumber
+relpages_of(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	BlockNumber n = 0;
+
+	if (HeapTupleIsValid(tup))
+	{
+		n = (BlockNumber) Max(((Form_pg_class) GETSTRUCT(tup))->relpages, 0);
+		ReleaseSysCache(tup);
+	}
+	return n;
+}
+
 /*
  * The plans a whole-fleet bin-statistics call reads the maintained state
  * with, or false when the state cannot serve this caller (then it computes
@@ -741,6 +802,25 @@ wm_maintained_bin_plans(SPIPlanPtr *plan, SPIPlanPtr *eplan)
 			check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED ||
 			has_subclass(relid))
 			return false;
+	}
+	/*
+	 * Deltas piled up (no fold for a while: only READ COMMITTED writers
+	 * fold, and wm_statistics_compact() may not be scheduled): past a
+	 * quarter of the tables' size, reading them could cost more than the
+	 * full computation.  Compute in full until a fold.
+	 */
+	{
+		BlockNumber agg = blocks_of(maint.agg_bins) + blocks_of(maint.agg_due) +
+			blocks_of(maint.agg_events);
+		BlockNumber base = relpages_of(wm_table_oid(WM_TABLE_BINS)) +
+			relpages_of(wm_table_oid(WM_TABLE_SERVICE_EVENTS));
+
+		if (agg > Max(WM_DELTA_MIN_BLOCKS, base / 4))
+		{
+			elog(DEBUG1, "wm_perf maintained statistics: %u blocks of deltas; run wm_statistics_compact()",
+				 agg);
+			return false;
+		}
 	}
 	if (maint.bins_plan && maint.events_plan)
 	{
