@@ -503,6 +503,7 @@ DECLARE
 	e		regclass := (SELECT c.relid FROM @extschema@.wm_perf_config c WHERE c.role OPERATOR(pg_catalog.=) 'service_events');
 	line	text;
 	why		text;
+	changed	boolean := false;
 BEGIN
 	IF b IS NULL OR cu IS NULL OR e IS NULL THEN
 		why := 'bins, customers and service_events are not all attached';
@@ -519,11 +520,18 @@ BEGIN
 		b := NULL; cu := NULL; e := NULL;
 	END IF;
 	FOR line IN SELECT * FROM @extschema@._wm_maintain_triggers(b, cu, e) LOOP
+		changed := true;
 		RETURN NEXT line;
 	END LOOP;
 	IF why IS NOT NULL THEN
 		DELETE FROM @extschema@.wm_agg_state;
 		RETURN NEXT format('maintained statistics: not maintained (%s)', why);
+		RETURN;
+	END IF;
+	IF NOT changed AND EXISTS (SELECT 1 FROM @extschema@.wm_agg_state s
+								WHERE (s.bins, s.customers, s.service_events)
+									  OPERATOR(pg_catalog.=) (b::oid, cu::oid, e::oid)) THEN
+		RETURN NEXT 'maintained statistics: already present';
 		RETURN;
 	END IF;
 	PERFORM @extschema@.wm_statistics_rebuild();

@@ -1,6 +1,6 @@
 -- The exact set of extension members and what attach creates.
 BEGIN;
-SELECT plan(9);
+SELECT plan(11);
 
 SELECT bag_eq(
 	$$SELECT pg_describe_object(classid, objid, objsubid)
@@ -22,6 +22,9 @@ SELECT bag_eq(
 		('function _wm_ensure_route_matview(regclass)'),
 		('function _wm_find_table(text)'),
 		('function _wm_index_signature(text)'),
+		('function _wm_maintain()'),
+		('function _wm_maintain_attach()'),
+		('function _wm_maintain_triggers(regclass,regclass,regclass)'),
 		('function _wm_metrics()'),
 		('function _wm_owner(regclass)'),
 		('function _wm_postgis_schema()'),
@@ -36,6 +39,13 @@ SELECT bag_eq(
 		('function wm_refresh_statistics(boolean)'),
 		('function wm_route_statistics(text)'),
 		('function wm_routes_within_radius(double precision,double precision,double precision,integer,text)'),
+		('function wm_statistics_compact()'),
+		('function wm_statistics_rebuild()'),
+		('function wm_statistics_verify()'),
+		('table wm_agg_bins'),
+		('table wm_agg_bins_due'),
+		('table wm_agg_events'),
+		('table wm_agg_state'),
 		('table wm_cache_rules'),
 		('table wm_perf_config'),
 		('view wm_perf_metrics')$$,
@@ -73,6 +83,18 @@ SELECT bag_eq(
 					 ('core.service_events', 'service_events')) v(t, r),
 			 unnest(ARRAY['before', 'ins', 'upd', 'del', 'trunc', 'repl']) s$$,
 	'statement triggers (BEFORE and AFTER) enabled ALWAYS, a row trigger enabled REPLICA, per table');
+
+SELECT bag_eq(
+	$$SELECT tgrelid::regclass::text AS tbl, tgname::text AS tgname, tgenabled::text AS enabled FROM pg_trigger
+	   WHERE tgname LIKE 'wm_perf_maintain_%'$$,
+	$$SELECT t AS tbl, 'wm_perf_maintain_' || r || '_' || s AS tgname, 'A' AS enabled
+		FROM (VALUES ('core.bins', 'bins'), ('operations.customers', 'customers'),
+					 ('core.service_events', 'service_events')) v(t, r),
+			 unnest(ARRAY['ins', 'upd', 'del', 'trunc']) s$$,
+	'maintenance triggers on bins, customers and service_events, enabled ALWAYS');
+
+SELECT is_empty('SELECT * FROM wm_statistics_verify()',
+	'the maintained bin statistics equal a full computation');
 
 SELECT bag_eq(
 	$$SELECT relname::text FROM pg_class WHERE relkind = 'm'$$,
