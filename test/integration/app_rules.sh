@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Application-key rules (wm_cache_rules) against the real servers: a commit
-# deletes exactly the keys its rows map to; a rollback deletes nothing.
+# deletes exactly the keys its rows map to (values with glob characters
+# escaped in glob keys); a rollback deletes nothing.
 set -euo pipefail
 : "${PGHOST:?}" "${PGPORT:?}" "${REDIS_PORT:?}" "${WM_SRC:?}"
 DB=wm_integ_rules
@@ -88,6 +89,36 @@ check "retry: counted" t "$(Q "SELECT invalidations_retried > $before FROM wm_pe
 
 # Keys deleted are counted.
 check "keys_deleted counted" t "$(Q "SELECT keys_deleted > 0 FROM wm_perf_metrics WHERE function_name = 'invalidation'")"
+
+# Glob escaping does not depend on the order of the placeholders.  A column
+# the table does not have becomes "*" and makes the key a glob; a value
+# substituted into a glob has its own * ? [ ] escaped, also when its
+# placeholder comes BEFORE the unknown one.  1.0 decided "glob" while
+# expanding, so a value expanded before the first unknown placeholder went
+# in unescaped: the customer number 'wm-esc*?[ab]' became the glob
+# waste_mgmt:esc:wm-esc*?[ab]:*, which deleted other customers' keys
+# (wm-escXYa, wm-esc-other-b) and missed the customer's own key (its "]"
+# is no a or b).  The rule with the known placeholder last
+# was escaped already; it is the control.
+C3=$(Q "SELECT id FROM operations.customers WHERE deleted_at IS NULL AND status <> 'suspended' AND id NOT IN ('$C1', '$C2') ORDER BY customer_number LIMIT 1")
+ESC_NUM='wm-esc*?[ab]'
+Q "INSERT INTO wm_cache_rules (rule_name, table_role, key_pattern) VALUES
+     ('esc_known_first', 'customers', 'waste_mgmt:esc:{customer_number}:{no_such_column}'),
+     ('esc_known_last', 'customers', 'waste_mgmt:esc2:{no_such_column}:{customer_number}')"
+Q "UPDATE operations.customers SET customer_number = '$ESC_NUM' WHERE id = '$C3'"
+settle; check "escape: worker queue drained after the setup" 0 $?
+R mset "waste_mgmt:esc:$ESC_NUM:1" own "waste_mgmt:esc:wm-escXYa:1" other \
+    "waste_mgmt:esc:wm-esc-other-b:1" other "waste_mgmt:esc2:1:$ESC_NUM" own \
+    "waste_mgmt:esc2:1:wm-escXYb" other >/dev/null
+# A change of the customer's status: old and new row have that number.
+Q "UPDATE operations.customers SET status = 'suspended' WHERE id = '$C3'"
+settle; check "escape: worker queue drained" 0 $?
+check "escape, known placeholder first: the customer's own key deleted" 0 "$(exists "waste_mgmt:esc:$ESC_NUM:1")"
+check "escape, known placeholder first: key matching the unescaped * ? [ab] kept" 1 "$(exists "waste_mgmt:esc:wm-escXYa:1")"
+check "escape, known placeholder first: another customer's key matching the unescaped glob kept" 1 "$(exists "waste_mgmt:esc:wm-esc-other-b:1")"
+check "escape, known placeholder last: the customer's own key deleted" 0 "$(exists "waste_mgmt:esc2:1:$ESC_NUM")"
+check "escape, known placeholder last: key matching the unescaped glob kept" 1 "$(exists "waste_mgmt:esc2:1:wm-escXYb")"
+R del "waste_mgmt:esc:wm-escXYa:1" "waste_mgmt:esc:wm-esc-other-b:1" "waste_mgmt:esc2:1:wm-escXYb" >/dev/null
 
 psql -X -q -d postgres -c "DROP DATABASE $DB"
 echo "app_rules: $fails failure(s)"

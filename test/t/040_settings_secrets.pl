@@ -8,6 +8,10 @@
 #    with --requirepass: cache hits; a wrong or unreadable password gives
 #    exact results and a WARNING with 08001; the password never reaches a
 #    client or the server log;
+#  - with log_statement = 'ddl', a statement naming wm_perf.redis_password
+#    in any letter case, also together with wm_perf.redis_password_file, is
+#    logged as the redaction line, without STATEMENT; one naming only the
+#    file setting is logged verbatim;
 #  - without preload, a password in postgresql.conf makes the library log
 #    'wm_perf.redis_password is set but wm_perf is not in
 #    shared_preload_libraries' when a session loads it, and from then on
@@ -227,6 +231,87 @@ foreach my $set ('ALTER SYSTEM SET wm_perf.redis_port = 0', 'ALTER SYSTEM SET wm
 
 unlike(slurp_file($node->logfile), qr/\Q$pw\E/,
 	'the Redis password never appears in the server log');
+
+# ---------------------------------------------------------------------------
+# log_statement = 'ddl' logs every ALTER SYSTEM.  A statement that names
+# wm_perf.redis_password is logged as the redaction line instead, in any
+# letter case (identifiers fold to lower case: WM_PERF.REDIS_PASSWORD is the
+# same setting) and also when it names wm_perf.redis_password_file as well.
+# A statement that names only the file setting is logged as it is: a path is
+# no secret.  1.0 matched "redis_password" case-sensitively and left alone
+# any statement that contained "redis_password_file" anywhere, so each of
+# the five statements below was logged verbatim, secret included.
+# Nothing here reloads: the values only go to postgresql.auto.conf, and are
+# reset at the end of the section.
+# ---------------------------------------------------------------------------
+my $redaction_line = '(message naming wm_perf.redis_password redacted by wm_perf)';
+sub secret_value
+{
+	my ($what) = @_;
+	return "wm-$what-" . join('', map { sprintf('%02x', int(rand(256))) } 1 .. 6);
+}
+my $path_value = "$tmp/not-a-secret-" . join('', map { sprintf('%02x', int(rand(256))) } 1 .. 4);
+
+# Runs one query string with log_statement = 'ddl' in a new session, as the
+# superuser; returns the server log written meanwhile and psql's stderr.
+sub logged_ddl
+{
+	my ($sql) = @_;
+	my $offset = -s $node->logfile;
+	my ($o, $e) = ('', '');
+	$node->psql(
+		'postgres', "SET log_statement = 'ddl';\n$sql",
+		stdout => \$o,
+		stderr => \$e);
+	# The statement line is written before the statement runs; the session
+	# has ended, so everything it logged is in the file.
+	return (slurp_file($node->logfile, $offset), $e);
+}
+
+foreach my $case (
+	[ 'upper case', 'upper',
+		"ALTER SYSTEM SET wm_perf.REDIS_PASSWORD = '%s';" ],
+	[ 'mixed case', 'mixed',
+		"ALTER SYSTEM SET Wm_Perf.Redis_Password = '%s';" ],
+	[ 'quoted, mixed case', 'quoted',
+		qq{ALTER SYSTEM SET "Wm_Perf.Redis_Password" = '%s';} ],
+	[ 'naming redis_password_file too', 'both',
+		"ALTER SYSTEM SET wm_perf.redis_password = '%s' /* rather than wm_perf.redis_password_file */;" ],
+	# One query string of two statements (psql's \; sends them together):
+	# ALTER SYSTEM refuses to run in the implicit transaction block, but
+	# log_statement has logged the whole string before that, and the ERROR
+	# would carry it as STATEMENT.
+	[ 'one query string with both settings', 'multi',
+		"ALTER SYSTEM SET wm_perf.redis_password_file = '$path_value' \\; ALTER SYSTEM SET wm_perf.redis_password = '%s';" ])
+{
+	my ($label, $tag, $template) = @$case;
+	my $secret = secret_value($tag);
+	my ($log, $stderr) = logged_ddl(sprintf($template, $secret));
+	unlike($log, qr/\Q$secret\E/, "log_statement, $label: the password is not in the server log");
+	my $n = () = $log =~ /LOG:  \Q$redaction_line\E/g;
+	is($n, 1, "log_statement, $label: the statement is logged as the redaction line");
+	unlike($log, qr/ STATEMENT:  /, "log_statement, $label: no STATEMENT line");
+	unlike($stderr, qr/\Q$secret\E/, "log_statement, $label: the client is not shown the password");
+}
+like(
+	(logged_ddl("ALTER SYSTEM SET wm_perf.redis_password = 'x' \\; SELECT 1;"))[1],
+	qr/ALTER SYSTEM cannot run inside a transaction block/,
+	'sanity: a multi-statement query string fails in ALTER SYSTEM (after log_statement logged it)');
+
+# Not over-redacted: only the file setting, in either letter case.
+foreach my $sql ("ALTER SYSTEM SET wm_perf.redis_password_file = '$path_value'",
+	"ALTER SYSTEM SET WM_PERF.REDIS_PASSWORD_FILE = '$path_value'")
+{
+	my ($log) = logged_ddl("$sql;");
+	like($log, qr/LOG:  statement: \Q$sql\E/,
+		"log_statement: \"$sql\" is logged verbatim");
+	unlike($log, qr/\Q$redaction_line\E/, "log_statement: \"$sql\" is not redacted");
+}
+
+$node->safe_psql('postgres',
+	"ALTER SYSTEM RESET wm_perf.redis_password;\nALTER SYSTEM RESET wm_perf.redis_password_file;");
+unlike(slurp_file($node->data_dir . '/postgresql.auto.conf'), qr/wm_perf\.redis_password/i,
+	'ALTER SYSTEM RESET: no wm_perf.redis_password* left in postgresql.auto.conf');
 
 # Rotating the password with a reload: the postmaster's ProcessConfigFile
 # logs 'parameter "wm_perf.redis_password" changed to "<new value>"' at LOG
