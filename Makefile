@@ -25,7 +25,8 @@ OBJS = \
 
 DATA = \
 	sql/wm_perf--1.0.sql \
-	sql/wm_perf--1.1.sql
+	sql/wm_perf--1.1.sql \
+	sql/wm_perf--1.0--1.1.sql
 
 DOCS = \
 	docs/concurrent_indexes.sql
@@ -76,7 +77,7 @@ all install installcheck:
 endif
 
 # Individual suites against an already running server (PGHOST/PGPORT).
-.PHONY: regresscheck regresscheck-no-redis isolationcheck tapcheck test demo bench valgrind
+.PHONY: regresscheck regresscheck-no-redis isolationcheck tapcheck test demo bench bench-steady valgrind
 
 regresscheck:
 	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
@@ -102,3 +103,7 @@ valgrind:
 
 bench:
 	bash bench/run_bench.sh
+
+# Statistics under a steady stream of pickups, and the writers' cost (issue 12).
+bench-steady:
+	bash bench/steady.sh

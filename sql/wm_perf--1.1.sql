@@ -427,18 +427,18 @@ CREATE TABLE @extschema@.wm_agg_bins (
 	cap_sum		numeric NOT NULL,
 	cap_n		bigint NOT NULL,
 	need_fill	bigint NOT NULL
-);
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
 CREATE TABLE @extschema@.wm_agg_bins_due (
 	bin_type	text,
 	material	text,
 	due			date NOT NULL,
 	n			bigint NOT NULL
-);
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
 CREATE TABLE @extschema@.wm_agg_events (
 	event_type	text,
 	hour		timestamptz NOT NULL,
 	n			bigint NOT NULL
-);
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
 CREATE TABLE @extschema@.wm_agg_state (
 	id			integer PRIMARY KEY CHECK (id = 1),
 	bins		oid NOT NULL,

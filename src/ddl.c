@@ -278,7 +278,7 @@ wm_maintain_triggers(PG_FUNCTION_ARGS)
 					   " WHERE tgfoid OPERATOR(pg_catalog.=) '%s._wm_maintain()'::pg_catalog.regprocedure"
 					   " AND tgparentid OPERATOR(pg_catalog.=) 0::pg_catalog.oid"
 					   " ORDER BY tgrelid::pg_catalog.regclass::pg_catalog.text COLLATE \"C\", tgname COLLATE \"C\"",
-					   quote_identifier(wm_extension_schema()));
+					   wm_extension_schema());
 		rc = SPI_execute(sql, false, 0);
 		wm_spi_check(rc, SPI_OK_SELECT, "listing maintenance triggers");
 		old = SPI_tuptable;
@@ -321,7 +321,7 @@ wm_maintain_triggers(PG_FUNCTION_ARGS)
 				continue;
 			sql = psprintf("CREATE TRIGGER %s %s EXECUTE FUNCTION %s._wm_maintain()",
 						   quote_identifier(name), psprintf(m->definition, table),
-						   quote_identifier(wm_extension_schema()));
+						   wm_extension_schema());
 			rc = SPI_execute(sql, false, 0);
 			wm_spi_check(rc, SPI_OK_UTILITY, "creating a maintenance trigger");
 			rc = SPI_execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", table,

@@ -26,15 +26,14 @@
  * Which rows count.  A bin or event counts when it is not soft-deleted and
  * its customer exists and is not soft-deleted.  A customer whose liveness
  * changes moves all its bins and events in or out (a BEFORE ROW trigger, so
- * that it runs before a cascading delete removes them).  A writer of bins or
- * events reads the liveness of the customers its rows name with FOR SHARE:
- * that waits for a concurrent change of a customer's liveness to commit (or
- * makes the change wait), and returns the latest version, so either the
- * customer's trigger saw the bin's new state or the bin's trigger saw the
- * customer's new liveness, never neither.  A statement of more than
- * WM_LOCK_TABLE_ROWS rows locks the customers table in SHARE mode instead
- * of locking each row.  The liveness, and the customer trigger's view of
- * the bins, are read with the latest snapshot, also under REPEATABLE READ.
+ * that it runs before a cascading delete removes them).  That trigger first
+ * locks bins and service_events in SHARE mode until commit: it waits for the
+ * writers still in progress (their triggers read the old liveness; their
+ * changes are then in what it reads) and makes new ones wait until it ends
+ * (their triggers then read the new liveness).  Either way the second sees
+ * the first, never neither.  Writers of bins and events take no lock of
+ * ours and read the liveness with an index lookup.  Both read with the
+ * latest snapshot, also under REPEATABLE READ.
  *
  * The fold (wm_statistics_compact(), and one writer statement in
  * WM_FOLD_ONE_IN at random) replaces the rows of each table by one row per
@@ -92,10 +91,10 @@
 
 #include "wm_perf.h"
 
-/* Above this many rows, a writer locks the customers table, not rows. */
-#define WM_LOCK_TABLE_ROWS	10000
 /* A writer statement folds with this chance (1 in N), if no one else is. */
 #define WM_FOLD_ONE_IN		32
+/* Above this many transition rows, the liveness is joined, not looked up. */
+#define WM_BIG_STATEMENT_ROWS	1000
 /* Delta tables this small are always read (see wm_maintained_bin_plans). */
 #define WM_DELTA_MIN_BLOCKS	1024
 /* Event buckets kept by the fold. */
@@ -151,10 +150,12 @@ typedef struct WmMaintained
 
 static WmMaintained maint;
 
+static void forget_kept(void);
+
 static const char *
 ext_schema(void)
 {
-	return quote_identifier(wm_extension_schema());
+	return wm_extension_schema();
 }
 
 static bool
@@ -183,8 +184,9 @@ resolve(void)
 		SPI_freeplan(maint.events_plan);
 	maint.bins_plan = NULL;
 	maint.events_plan = NULL;
+	forget_kept();
 	maint.schema = MemoryContextStrdup(TopMemoryContext, ext_schema());
-	nsp = get_namespace_oid(wm_extension_schema(), false);
+	nsp = wm_extension_schema_oid();
 	maint.agg_bins = get_relname_relid("wm_agg_bins", nsp);
 	maint.agg_due = get_relname_relid("wm_agg_bins_due", nsp);
 	maint.agg_events = get_relname_relid("wm_agg_events", nsp);
@@ -241,23 +243,81 @@ as_owner_end(WmAsOwner *s)
 	SetUserIdAndSecContext(s->saved_user, s->saved_sec);
 }
 
+/*
+ * The statements a writer runs, prepared once per configuration generation
+ * (a pickup's two statements would otherwise spend most of their trigger
+ * time parsing and planning).  Plans that name transition tables are kept
+ * like PL/pgSQL keeps them: the names resolve again at each execution.
+ */
+typedef enum WmKept
+{
+	WM_KEPT_STATE = 0,
+	WM_KEPT_CUSTOMER,
+	WM_KEPT_FOLD_BINS,
+	WM_KEPT_FOLD_DUE,
+	WM_KEPT_FOLD_EVENTS,
+	WM_KEPT_FOREIGN_KEYS,
+	WM_KEPT_WRITER,				/* + table (0 bins, 1 events) * 6 + event * 2 + big */
+	WM_KEPT_COUNT = WM_KEPT_WRITER + 12
+} WmKept;
+
+static SPIPlanPtr kept[WM_KEPT_COUNT];
+
+static void
+forget_kept(void)
+{
+	int			i;
+
+	for (i = 0; i < WM_KEPT_COUNT; i++)
+		if (kept[i])
+		{
+			SPI_freeplan(kept[i]);
+			kept[i] = NULL;
+		}
+}
+
+static int
+exec_plan_latest(SPIPlanPtr plan, Datum *args)
+{
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	int			rc;
+
+	rc = SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot, false, false, 0);
+	UnregisterSnapshot(snap);
+	if (rc < 0)
+		elog(ERROR, "SPI failed in wm_perf maintenance: %s", SPI_result_code_string(rc));
+	return rc;
+}
+
 /* Execute sql (already connected to SPI) under the latest snapshot. */
 static int
 exec_latest(const char *sql, int nargs, Oid *argtypes, Datum *args)
 {
 	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-	Snapshot	snap;
 	int			rc;
 
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	rc = SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot, false, false, 0);
-	UnregisterSnapshot(snap);
+	rc = exec_plan_latest(plan, args);
 	SPI_freeplan(plan);
-	if (rc < 0)
-		elog(ERROR, "SPI failed in wm_perf maintenance: %s", SPI_result_code_string(rc));
 	return rc;
+}
+
+/* The same through the kept plan of slot (sql is used only to prepare it). */
+static int
+exec_kept(int slot, const char *sql, int nargs, Oid *argtypes, Datum *args)
+{
+	if (kept[slot] == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		kept[slot] = plan;
+	}
+	return exec_plan_latest(kept[slot], args);
 }
 
 static void
@@ -292,9 +352,19 @@ fold_locked(void)
 	int			rc;
 	StringInfoData sql;
 
+	/*
+	 * Only groups with more than one row (or nothing left) are rewritten:
+	 * a fold costs what changed since the last one, not the whole state.
+	 */
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "WITH d AS (DELETE FROM %s.wm_agg_bins RETURNING *),"
+					 "WITH g AS (SELECT status, bin_type, material FROM %s.wm_agg_bins"
+					 "  GROUP BY 1, 2, 3 HAVING count(*) > 1 OR (sum(n) = 0 AND sum(gps) = 0"
+					 "  AND sum(sensor) = 0 AND sum(smart) = 0 AND sum(fill_sum) = 0 AND sum(fill_n) = 0"
+					 "  AND sum(cap_sum) = 0 AND sum(cap_n) = 0 AND sum(need_fill) = 0)),"
+					 " d AS (DELETE FROM %s.wm_agg_bins t USING g"
+					 "  WHERE t.status IS NOT DISTINCT FROM g.status AND t.bin_type IS NOT DISTINCT FROM g.bin_type"
+					 "  AND t.material IS NOT DISTINCT FROM g.material RETURNING t.*),"
 					 " i AS (INSERT INTO %s.wm_agg_bins"
 					 "  SELECT status, bin_type, material, sum(n), sum(gps), sum(sensor), sum(smart),"
 					 "  sum(fill_sum), sum(fill_n), sum(cap_sum), sum(cap_n), sum(need_fill)"
@@ -303,35 +373,43 @@ fold_locked(void)
 					 "   OR sum(fill_sum) <> 0 OR sum(fill_n) <> 0 OR sum(cap_sum) <> 0"
 					 "   OR sum(cap_n) <> 0 OR sum(need_fill) <> 0 RETURNING 1)"
 					 " SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM i)",
-					 s, s);
-	rc = exec_latest(sql.data, 0, NULL, NULL);
+					 s, s, s);
+	rc = exec_kept(WM_KEPT_FOLD_BINS, sql.data, 0, NULL, NULL);
 	wm_spi_check(rc, SPI_OK_SELECT, "folding wm_agg_bins");
 	before += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool){0}));
 	after += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &(bool){0}));
 
 	resetStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "WITH d AS (DELETE FROM %s.wm_agg_bins_due RETURNING *),"
+					 "WITH g AS (SELECT bin_type, material, due FROM %s.wm_agg_bins_due"
+					 "  GROUP BY 1, 2, 3 HAVING count(*) > 1 OR sum(n) = 0),"
+					 " d AS (DELETE FROM %s.wm_agg_bins_due t USING g"
+					 "  WHERE t.bin_type IS NOT DISTINCT FROM g.bin_type"
+					 "  AND t.material IS NOT DISTINCT FROM g.material AND t.due = g.due RETURNING t.*),"
 					 " i AS (INSERT INTO %s.wm_agg_bins_due"
 					 "  SELECT bin_type, material, due, sum(n) FROM d GROUP BY 1, 2, 3"
 					 "  HAVING sum(n) <> 0 RETURNING 1)"
 					 " SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM i)",
-					 s, s);
-	rc = exec_latest(sql.data, 0, NULL, NULL);
+					 s, s, s);
+	rc = exec_kept(WM_KEPT_FOLD_DUE, sql.data, 0, NULL, NULL);
 	wm_spi_check(rc, SPI_OK_SELECT, "folding wm_agg_bins_due");
 	before += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool){0}));
 	after += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &(bool){0}));
 
 	resetStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "WITH d AS (DELETE FROM %s.wm_agg_events RETURNING *),"
+					 "WITH g AS (SELECT event_type, hour FROM %s.wm_agg_events"
+					 "  GROUP BY 1, 2 HAVING count(*) > 1 OR sum(n) = 0"
+					 "  OR hour < pg_catalog.now() - interval '%d days'),"
+					 " d AS (DELETE FROM %s.wm_agg_events t USING g"
+					 "  WHERE t.event_type IS NOT DISTINCT FROM g.event_type AND t.hour = g.hour RETURNING t.*),"
 					 " i AS (INSERT INTO %s.wm_agg_events"
 					 "  SELECT event_type, hour, sum(n) FROM d"
 					 "  WHERE hour >= pg_catalog.now() - interval '%d days'"
 					 "  GROUP BY 1, 2 HAVING sum(n) <> 0 RETURNING 1)"
 					 " SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM i)",
-					 s, s, WM_EVENT_DAYS);
-	rc = exec_latest(sql.data, 0, NULL, NULL);
+					 s, WM_EVENT_DAYS, s, s, WM_EVENT_DAYS);
+	rc = exec_kept(WM_KEPT_FOLD_EVENTS, sql.data, 0, NULL, NULL);
 	wm_spi_check(rc, SPI_OK_SELECT, "folding wm_agg_events");
 	before += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool){0}));
 	after += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &(bool){0}));
@@ -515,8 +593,8 @@ maintain_statement(TriggerData *td, WmTable table)
 {
 	const char *s = maint.schema;
 	const char *cust = wm_table_qualname(WM_TABLE_CUSTOMERS);
-	bool		lock_table = transition_rows(td) > WM_LOCK_TABLE_ROWS;
 	StringInfoData sql;
+	bool		big;
 	int			rc;
 
 	/*
@@ -529,7 +607,7 @@ maintain_statement(TriggerData *td, WmTable table)
 	{
 		char	   *q = psprintf("SELECT 1 FROM %s.wm_agg_state", s);
 
-		rc = exec_latest(q, 0, NULL, NULL);
+		rc = exec_kept(WM_KEPT_STATE, q, 0, NULL, NULL);
 		wm_spi_check(rc, SPI_OK_SELECT, "looking for the maintained state");
 		if (SPI_processed > 0)
 			maint.state_seen = true;
@@ -542,22 +620,26 @@ maintain_statement(TriggerData *td, WmTable table)
 
 	if (SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "SPI_register_trigger_data failed");
+	/*
+	 * The customers' liveness: an index lookup per row for a statement of
+	 * a few rows (a kept plan must not join a pickup's one row to the whole
+	 * customers table), a join the planner chooses for a big one.
+	 */
+	big = transition_rows(td) > WM_BIG_STATEMENT_ROWS;
 	initStringInfo(&sql);
-	if (lock_table)
-	{
-		appendStringInfo(&sql, "LOCK TABLE %s IN SHARE MODE", cust);
-		rc = SPI_execute(sql.data, false, 0);
-		wm_spi_check(rc, SPI_OK_UTILITY, "locking the customers table");
-		resetStringInfo(&sql);
-	}
 	appendStringInfoString(&sql, "WITH r AS MATERIALIZED (");
 	append_rows(&sql, td);
-	appendStringInfo(&sql,
-					 "), live AS MATERIALIZED (SELECT c.id, c.deleted_at IS NULL AS alive FROM %s c"
-					 "  WHERE c.id IN (SELECT r.customer_id FROM r)%s),"
-					 " x AS (SELECT r.* FROM r JOIN live l ON l.id = r.customer_id"
-					 "  WHERE l.alive AND r.deleted_at IS NULL)",
-					 cust, lock_table ? "" : " FOR SHARE OF c");
+	if (big)
+		appendStringInfo(&sql,
+						 "), x AS (SELECT r.* FROM r JOIN %s c ON c.id = r.customer_id"
+						 "  WHERE c.deleted_at IS NULL AND r.deleted_at IS NULL)",
+						 cust);
+	else
+		appendStringInfo(&sql,
+						 "), x AS (SELECT r.* FROM r WHERE r.deleted_at IS NULL"
+						 "  AND EXISTS (SELECT 1 FROM %s c WHERE c.id = r.customer_id"
+						 "   AND c.deleted_at IS NULL OFFSET 0))",
+						 cust);
 	if (table == WM_TABLE_BINS)
 		appendStringInfo(&sql,
 						 ", d AS (INSERT INTO %s.wm_agg_bins_due " DUE_SELECT " FROM x b" DUE_WHERE ")"
@@ -568,7 +650,10 @@ maintain_statement(TriggerData *td, WmTable table)
 		appendStringInfo(&sql,
 						 " INSERT INTO %s.wm_agg_events " EVENTS_SELECT " FROM x e" EVENTS_GROUP,
 						 s);
-	rc = exec_latest(sql.data, 0, NULL, NULL);
+	rc = exec_kept(WM_KEPT_WRITER + (table == WM_TABLE_BINS ? 0 : 6) +
+				   (TRIGGER_FIRED_BY_INSERT(td->tg_event) ? 0 :
+					TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? 2 : 4) + (big ? 1 : 0),
+				   sql.data, 0, NULL, NULL);
 	wm_spi_check(rc, SPI_OK_INSERT, "recording a statistics delta");
 	pfree(sql.data);
 
@@ -579,7 +664,44 @@ maintain_statement(TriggerData *td, WmTable table)
 		(void) fold_locked();
 }
 
-/* Add (sign 1) or remove (-1) everything of one customer. */
+/*
+ * Do foreign keys from bins.customer_id and service_events.customer_id to
+ * customers.id exist?  Then no bin or event can name a customer being
+ * inserted (the key check cannot see it before its commit).
+ */
+static bool
+customers_referenced(void)
+{
+	char	   *sql;
+	bool		isnull;
+	int			rc;
+
+	sql = psprintf("SELECT pg_catalog.count(*) = 2 FROM pg_catalog.pg_constraint k"
+				   " WHERE k.contype = 'f' AND k.confrelid = %u"
+				   " AND k.conrelid IN (%u, %u) AND pg_catalog.array_length(k.conkey, 1) = 1"
+				   " AND k.conkey[1] = (SELECT a.attnum FROM pg_catalog.pg_attribute a"
+				   "  WHERE a.attrelid = k.conrelid AND a.attname = 'customer_id')"
+				   " AND k.confkey[1] = (SELECT a.attnum FROM pg_catalog.pg_attribute a"
+				   "  WHERE a.attrelid = k.confrelid AND a.attname = 'id')",
+				   wm_table_oid(WM_TABLE_CUSTOMERS), wm_table_oid(WM_TABLE_BINS),
+				   wm_table_oid(WM_TABLE_SERVICE_EVENTS));
+	rc = exec_kept(WM_KEPT_FOREIGN_KEYS, sql, 0, NULL, NULL);
+	wm_spi_check(rc, SPI_OK_SELECT, "looking up the foreign keys to customers");
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Add (sign 1) or remove (-1) everything of one customer.
+ *
+ * First the bins and service_events tables are locked in SHARE mode until
+ * commit: that waits for every writer of them still in progress (whose
+ * statement triggers read this customer's old liveness, so their changes
+ * must be in what is read here) and makes new writers wait until this
+ * transaction ends (their triggers then read the new liveness).  Writers
+ * of bins and events themselves take no lock of wm_perf's.  A liveness
+ * change of a customer is rare next to pickups; while its transaction runs,
+ * pickups wait for it.
+ */
 static void
 customer_contributions(Datum id, int sign)
 {
@@ -588,6 +710,14 @@ customer_contributions(Datum id, int sign)
 	Oid			types[2] = {UUIDOID, INT4OID};
 	Datum		args[2];
 	int			rc;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "LOCK TABLE %s, %s IN SHARE MODE",
+					 wm_table_qualname(WM_TABLE_BINS),
+					 wm_table_qualname(WM_TABLE_SERVICE_EVENTS));
+	rc = SPI_execute(sql.data, false, 0);
+	wm_spi_check(rc, SPI_OK_UTILITY, "locking bins and service events");
+	resetStringInfo(&sql);
 
 	args[0] = id;
 	args[1] = Int32GetDatum(sign);
@@ -605,7 +735,7 @@ customer_contributions(Datum id, int sign)
 					 s, wm_table_qualname(WM_TABLE_BINS),
 					 s, wm_table_qualname(WM_TABLE_SERVICE_EVENTS),
 					 s, wm_table_qualname(WM_TABLE_BINS));
-	rc = exec_latest(sql.data, 2, types, args);
+	rc = exec_kept(WM_KEPT_CUSTOMER, sql.data, 2, types, args);
 	wm_spi_check(rc, SPI_OK_INSERT, "recording a customer's statistics delta");
 	pfree(sql.data);
 }
@@ -635,7 +765,7 @@ maintain_customer(TriggerData *td)
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
 		result = td->tg_trigtuple;
-		if (customer_alive(rel, td->tg_trigtuple, &id))
+		if (customer_alive(rel, td->tg_trigtuple, &id) && !customers_referenced())
 			customer_contributions(id, 1);
 	}
 	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
@@ -805,9 +935,9 @@ wm_maintained_bin_plans(SPIPlanPtr *plan, SPIPlanPtr *eplan)
 	}
 	/*
 	 * Deltas piled up (no fold for a while: only READ COMMITTED writers
-	 * fold, and wm_statistics_compact() may not be scheduled): past a
-	 * quarter of the tables' size, reading them could cost more than the
-	 * full computation.  Compute in full until a fold.
+	 * fold, and wm_statistics_compact() may not be scheduled): once they
+	 * are bigger than the tables, reading them could cost more than the
+	 * full computation.  Compute in full until a fold and VACUUM.
 	 */
 	{
 		BlockNumber agg = blocks_of(maint.agg_bins) + blocks_of(maint.agg_due) +
@@ -815,7 +945,7 @@ wm_maintained_bin_plans(SPIPlanPtr *plan, SPIPlanPtr *eplan)
 		BlockNumber base = relpages_of(wm_table_oid(WM_TABLE_BINS)) +
 			relpages_of(wm_table_oid(WM_TABLE_SERVICE_EVENTS));
 
-		if (agg > Max(WM_DELTA_MIN_BLOCKS, base / 4))
+		if (agg > Max(WM_DELTA_MIN_BLOCKS, base))
 		{
 			elog(DEBUG1, "wm_perf maintained statistics: %u blocks of deltas; run wm_statistics_compact()",
 				 agg);

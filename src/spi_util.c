@@ -127,6 +127,7 @@ typedef struct WmConfig
 	Oid			config_relid;
 	Oid			rules_relid;
 	char	   *ext_schema;		/* quoted */
+	Oid			ext_schema_oid;
 	char	   *postgis_schema; /* quoted */
 	Oid			table_oid[WM_TABLE_COUNT];
 	char	   *table_qualname[WM_TABLE_COUNT];
@@ -349,6 +350,7 @@ load_config(void)
 	config.cxt = cxt;
 	oldcxt = MemoryContextSwitchTo(cxt);
 	config.ext_schema = pstrdup(quote_identifier(get_namespace_name(ext_nsp)));
+	config.ext_schema_oid = ext_nsp;
 	config.postgis_schema = pstrdup(quote_identifier(get_namespace_name(postgis_nsp)));
 	MemoryContextSwitchTo(oldcxt);
 	for (t = 0; t < WM_TABLE_COUNT; t++)
@@ -532,11 +534,19 @@ wm_postgis_schema(void)
 	return config.postgis_schema;
 }
 
+/* The extension's schema, quoted for SQL. */
 const char *
 wm_extension_schema(void)
 {
 	ensure_loaded();
 	return config.ext_schema;
+}
+
+Oid
+wm_extension_schema_oid(void)
+{
+	ensure_loaded();
+	return config.ext_schema_oid;
 }
 
 /*

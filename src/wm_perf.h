@@ -198,6 +198,7 @@ extern uint64 wm_config_generation(void);
 extern uint64 wm_table_invalidations(WmTable table);
 extern const char *wm_postgis_schema(void);
 extern const char *wm_extension_schema(void);
+extern Oid	wm_extension_schema_oid(void);
 extern void wm_spi_check(int rc, int expected, const char *what);
 
 /* xact.c */

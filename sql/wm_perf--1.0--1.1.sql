@@ -1,0 +1,697 @@
+/* wm_perf--1.0--1.1.sql */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION wm_perf UPDATE TO '1.1'" to load this file. \quit
+
+/*
+ * From 1.0 to 1.1.  The result equals a fresh CREATE EXTENSION wm_perf
+ * VERSION '1.1' (test/integration/upgrade.sh compares the catalogues).
+ * Objects whose definition did not change are left alone; an object whose
+ * signature changed is dropped and created again, one whose body or comment
+ * changed is replaced in place (keeping its oid and privileges).
+ */
+
+/*
+ * Helpers 1.1 no longer has.  1.0's wm_perf_attach() calls them from
+ * PL/pgSQL, which records no dependency; it is replaced below.
+ */
+DROP FUNCTION @extschema@._wm_required_columns(text);
+DROP FUNCTION @extschema@._wm_is_geometry(regclass, name);
+DROP FUNCTION @extschema@._wm_ensure_trigger(regclass, text, text, text, text);
+
+/*
+ * _wm_check_table: raise the error for a table whose columns wm_perf cannot
+ * read safely (missing: 42703; a domain, a user-defined type or any type
+ * but the accepted ones: 42804); true if its spatial column is geometry.
+ */
+CREATE FUNCTION @extschema@._wm_check_table(role text, tbl regclass)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'wm_check_table'
+LANGUAGE C STABLE STRICT PARALLEL SAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@._wm_check_table(text, regclass) FROM PUBLIC;
+
+/*
+ * _wm_attach_triggers: the invalidation triggers on a table and on every
+ * partition and inheritance child of it (statement triggers fire only for
+ * the table a statement names), one line each.
+ */
+CREATE FUNCTION @extschema@._wm_attach_triggers(tbl regclass, role text)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'wm_attach_triggers'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@._wm_attach_triggers(regclass, text) FROM PUBLIC;
+
+/*
+ * The materialized view helpers.  The new _wm_ensure_matview() takes the
+ * owner; the three callers are replaced (their SQL-standard bodies depend on
+ * the function they call) before the old one is dropped.  CREATE OR REPLACE
+ * keeps their privileges (REVOKE from PUBLIC); PostgreSQL refuses it in an
+ * extension script for a function that is not already a member.
+ */
+/*
+ * _wm_ensure_matview: a materialized view with a unique index (so it can be
+ * refreshed CONCURRENTLY), owned by 'owner' (the owner of the table it
+ * reads) and populated by REFRESH, which runs its query as that owner: the
+ * attaching role's rights never run the query.  Recreated when it reads
+ * other tables, has another owner, or was made by another version.  When
+ * the owner cannot read every table, the view is left out with a NOTICE.
+ */
+CREATE FUNCTION @extschema@._wm_ensure_matview(mvname text, query text, keycols text,
+											 tables regclass[], owner regrole)
+RETURNS text
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	mv		regclass := pg_catalog.to_regclass(format('@extschema@.%I', mvname));
+	action	text := 'created';
+	tag		text := 'wm_perf 1.1 materialized view';
+BEGIN
+	IF mv IS NOT NULL THEN
+		IF (SELECT pg_catalog.count(DISTINCT d.refobjid)
+			  FROM pg_depend d JOIN pg_rewrite rw ON rw.oid OPERATOR(pg_catalog.=) d.objid
+			 WHERE d.classid OPERATOR(pg_catalog.=) 'pg_rewrite'::regclass
+			   AND rw.ev_class OPERATOR(pg_catalog.=) mv
+			   AND d.refclassid OPERATOR(pg_catalog.=) 'pg_class'::regclass
+			   AND d.refobjid OPERATOR(pg_catalog.=) ANY (tables::oid[]))
+		   OPERATOR(pg_catalog.=) pg_catalog.cardinality(tables)
+		   AND (SELECT c.relowner FROM pg_class c WHERE c.oid OPERATOR(pg_catalog.=) mv)
+			   OPERATOR(pg_catalog.=) owner
+		   AND pg_catalog.obj_description(mv, 'pg_class') OPERATOR(pg_catalog.=) tag THEN
+			RETURN format('materialized view @extschema@.%s: already present', mvname);
+		END IF;
+		EXECUTE format('DROP MATERIALIZED VIEW @extschema@.%I', mvname);
+		action := 'recreated';
+	END IF;
+	IF EXISTS (SELECT 1 FROM pg_catalog.unnest(tables) t(rel)
+				WHERE NOT pg_catalog.has_table_privilege(owner, t.rel, 'SELECT')) THEN
+		RAISE NOTICE 'materialized view @extschema@.% left out: role % cannot read every table it needs', mvname, owner
+			USING HINT = 'Grant the owner of the tables SELECT on the others, then call wm_perf_attach() again.';
+		RETURN format('materialized view @extschema@.%s: left out', mvname);
+	END IF;
+	EXECUTE format('CREATE MATERIALIZED VIEW @extschema@.%I AS %s WITH NO DATA', mvname, query);
+	EXECUTE format('COMMENT ON MATERIALIZED VIEW @extschema@.%I IS %L', mvname, tag);
+	EXECUTE format('CREATE UNIQUE INDEX %I ON @extschema@.%I (%s) NULLS NOT DISTINCT',
+				   mvname || '_key_idx', mvname, keycols);
+	EXECUTE format('REVOKE ALL ON @extschema@.%I FROM PUBLIC', mvname);
+	EXECUTE format('ALTER MATERIALIZED VIEW @extschema@.%I OWNER TO %s', mvname, owner);
+	EXECUTE format('REFRESH MATERIALIZED VIEW @extschema@.%I', mvname);
+	RETURN format('materialized view @extschema@.%s: %s', mvname, action);
+END;
+$$;
+REVOKE ALL ON FUNCTION @extschema@._wm_ensure_matview(text, text, text, regclass[], regrole) FROM PUBLIC;
+
+/* The owner of a table. */
+CREATE FUNCTION @extschema@._wm_owner(tbl regclass)
+RETURNS regrole
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT c.relowner::regrole FROM pg_catalog.pg_class c
+		 WHERE c.oid OPERATOR(pg_catalog.=) tbl);
+REVOKE ALL ON FUNCTION @extschema@._wm_owner(regclass) FROM PUBLIC;
+
+/*
+ * The dashboard views.  No column is cast: enums stay enums (a cast to text
+ * could run a table owner's cast function), and every operator resolves in
+ * pg_catalog (the functions' search_path).
+ */
+CREATE OR REPLACE FUNCTION @extschema@._wm_ensure_route_matview(routes regclass)
+RETURNS text
+LANGUAGE sql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	SELECT @extschema@._wm_ensure_matview('mv_route_statistics', pg_catalog.format(
+		'SELECT territory::text AS territory, status, route_type, service_day,'
+		' count(*) AS routes, count(*) FILTER (WHERE ai_optimized) AS ai_optimized,'
+		' sum(optimization_score) AS optimization_score_sum,'
+		' count(optimization_score) AS optimization_score_count,'
+		' sum(estimated_distance_miles) AS distance_miles_sum,'
+		' count(estimated_distance_miles) AS distance_miles_count,'
+		' sum(estimated_duration_minutes) AS duration_minutes_sum,'
+		' count(estimated_duration_minutes) AS duration_minutes_count'
+		' FROM %s WHERE deleted_at IS NULL GROUP BY 1, 2, 3, 4', routes),
+		'territory, status, route_type, service_day', ARRAY[routes],
+		@extschema@._wm_owner(routes));
+END;
+
+CREATE OR REPLACE FUNCTION @extschema@._wm_ensure_bin_matview(bins regclass, customers regclass)
+RETURNS text
+LANGUAGE sql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	SELECT @extschema@._wm_ensure_matview('mv_bin_statistics', pg_catalog.format(
+		'SELECT b.customer_id, b.status, b.bin_type, b.material, count(*) AS bins,'
+		' count(*) FILTER (WHERE b.gps_enabled) AS gps_enabled,'
+		' count(*) FILTER (WHERE b.sensor_enabled) AS sensor_enabled,'
+		' count(*) FILTER (WHERE b.gps_enabled OR b.sensor_enabled) AS smart,'
+		' sum(b.fill_level_percent) AS fill_level_sum,'
+		' count(b.fill_level_percent) AS fill_level_count,'
+		' sum(b.capacity_cubic_yards) AS capacity_sum,'
+		' count(b.capacity_cubic_yards) AS capacity_count,'
+		' count(*) FILTER (WHERE b.status = ''active'' AND'
+		'  (b.fill_level_percent >= 80 OR b.next_service_date < current_date)) AS needing_service'
+		' FROM %s b JOIN %s c ON c.id = b.customer_id'
+		' WHERE b.deleted_at IS NULL AND c.deleted_at IS NULL GROUP BY 1, 2, 3, 4',
+		bins, customers),
+		'customer_id, status, bin_type, material', ARRAY[bins, customers],
+		@extschema@._wm_owner(bins));
+END;
+
+CREATE OR REPLACE FUNCTION @extschema@._wm_ensure_event_matview(service_events regclass, customers regclass)
+RETURNS text
+LANGUAGE sql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	SELECT @extschema@._wm_ensure_matview('mv_service_event_statistics', pg_catalog.format(
+		'SELECT e.customer_id, e.event_type,'
+		' (e.created_at >= (current_date - 30)) AS last_30_days, count(*) AS events'
+		' FROM %s e JOIN %s c ON c.id = e.customer_id'
+		' WHERE e.deleted_at IS NULL AND c.deleted_at IS NULL GROUP BY 1, 2, 3',
+		service_events, customers),
+		'customer_id, event_type, last_30_days', ARRAY[service_events, customers],
+		@extschema@._wm_owner(service_events));
+END;
+
+DROP FUNCTION @extschema@._wm_ensure_matview(text, text, text, regclass[]);
+
+/* Drop the invalidation triggers (not partition clones) of a table and its descendants. */
+CREATE FUNCTION @extschema@._wm_drop_triggers(tbl regclass)
+RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t	record;
+BEGIN
+	FOR t IN
+		WITH RECURSIVE d(relid) AS (
+			SELECT tbl::oid
+			UNION SELECT i.inhrelid FROM pg_inherits i JOIN d ON i.inhparent OPERATOR(pg_catalog.=) d.relid)
+		SELECT tg.tgrelid::regclass::text COLLATE "C" AS rel, tg.tgname::text COLLATE "C" AS tgname
+		  FROM pg_trigger tg JOIN d ON d.relid OPERATOR(pg_catalog.=) tg.tgrelid
+		 WHERE tg.tgfoid OPERATOR(pg_catalog.=) '@extschema@.wm_invalidate_cache()'::regprocedure
+		   AND tg.tgparentid OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+		 ORDER BY 1, 2
+	LOOP
+		EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
+		RETURN NEXT format('trigger %s on %s: dropped', t.tgname, t.rel);
+	END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION @extschema@._wm_drop_triggers(regclass) FROM PUBLIC;
+
+/*
+ * The maintained aggregates behind wm_bin_statistics() (maintain.c): delta
+ * rows, summed by readers, folded by wm_statistics_compact().  Owned by the
+ * extension's owner, readable by no one else; not configuration tables, so
+ * pg_dump leaves their rows out (derived data: attach or
+ * wm_statistics_rebuild() builds them again).
+ */
+CREATE TABLE @extschema@.wm_agg_bins (
+	status		text,
+	bin_type	text,
+	material	text,
+	n			bigint NOT NULL,
+	gps			bigint NOT NULL,
+	sensor		bigint NOT NULL,
+	smart		bigint NOT NULL,
+	fill_sum	numeric NOT NULL,
+	fill_n		bigint NOT NULL,
+	cap_sum		numeric NOT NULL,
+	cap_n		bigint NOT NULL,
+	need_fill	bigint NOT NULL
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
+CREATE TABLE @extschema@.wm_agg_bins_due (
+	bin_type	text,
+	material	text,
+	due			date NOT NULL,
+	n			bigint NOT NULL
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
+CREATE TABLE @extschema@.wm_agg_events (
+	event_type	text,
+	hour		timestamptz NOT NULL,
+	n			bigint NOT NULL
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
+CREATE TABLE @extschema@.wm_agg_state (
+	id			integer PRIMARY KEY CHECK (id = 1),
+	bins		oid NOT NULL,
+	customers	oid NOT NULL,
+	service_events oid NOT NULL,
+	built_at	timestamptz NOT NULL
+);
+REVOKE ALL ON @extschema@.wm_agg_bins, @extschema@.wm_agg_bins_due,
+	@extschema@.wm_agg_events, @extschema@.wm_agg_state FROM PUBLIC;
+
+CREATE FUNCTION @extschema@._wm_maintain()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'wm_maintain'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@._wm_maintain() FROM PUBLIC;
+
+CREATE FUNCTION @extschema@._wm_maintain_triggers(bins regclass, customers regclass,
+	service_events regclass)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'wm_maintain_triggers'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@._wm_maintain_triggers(regclass, regclass, regclass) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.wm_statistics_rebuild()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'wm_statistics_rebuild'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@.wm_statistics_rebuild() FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.wm_statistics_rebuild() IS
+	'Rebuilds the maintained aggregates of bin statistics from the tables (true: maintained)';
+
+CREATE FUNCTION @extschema@.wm_statistics_compact()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'wm_statistics_compact'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@.wm_statistics_compact() FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.wm_statistics_compact() IS
+	'Folds the delta rows of the maintained aggregates into one row per group; returns the rows removed';
+
+CREATE FUNCTION @extschema@.wm_statistics_verify(
+	OUT statistic text, OUT item text, OUT maintained jsonb, OUT computed jsonb)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'wm_statistics_verify'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER;
+COMMENT ON FUNCTION @extschema@.wm_statistics_verify() IS
+	'Compares the maintained bin statistics with a full computation in one snapshot: the differences (none when correct)';
+
+/*
+ * _wm_maintain_attach: the maintenance triggers on the attached bins,
+ * customers and service_events (when their columns allow it), then a
+ * rebuild.  Without them, or when not eligible, no trigger and no state:
+ * calls compute in full.
+ */
+CREATE FUNCTION @extschema@._wm_maintain_attach()
+RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	b		regclass := (SELECT c.relid FROM @extschema@.wm_perf_config c WHERE c.role OPERATOR(pg_catalog.=) 'bins');
+	cu		regclass := (SELECT c.relid FROM @extschema@.wm_perf_config c WHERE c.role OPERATOR(pg_catalog.=) 'customers');
+	e		regclass := (SELECT c.relid FROM @extschema@.wm_perf_config c WHERE c.role OPERATOR(pg_catalog.=) 'service_events');
+	line	text;
+	why		text;
+	changed	boolean := false;
+BEGIN
+	IF b IS NULL OR cu IS NULL OR e IS NULL THEN
+		why := 'bins, customers and service_events are not all attached';
+	ELSIF EXISTS (SELECT 1 FROM pg_attribute a
+				   WHERE (a.attrelid, a.attname) IN ((cu::oid, 'id'), (b::oid, 'customer_id'),
+													 (e::oid, 'customer_id'))
+					 AND a.atttypid OPERATOR(pg_catalog.<>) 'uuid'::regtype)
+		  OR (SELECT a.atttypid FROM pg_attribute a
+			   WHERE a.attrelid OPERATOR(pg_catalog.=) e AND a.attname OPERATOR(pg_catalog.=) 'created_at')
+			 OPERATOR(pg_catalog.<>) 'timestamptz'::regtype THEN
+		why := 'ids are not uuid or service_events.created_at is not timestamptz';
+	END IF;
+	IF why IS NOT NULL THEN
+		b := NULL; cu := NULL; e := NULL;
+	END IF;
+	FOR line IN SELECT * FROM @extschema@._wm_maintain_triggers(b, cu, e) LOOP
+		changed := true;
+		RETURN NEXT line;
+	END LOOP;
+	IF why IS NOT NULL THEN
+		DELETE FROM @extschema@.wm_agg_state;
+		RETURN NEXT format('maintained statistics: not maintained (%s)', why);
+		RETURN;
+	END IF;
+	IF NOT changed AND EXISTS (SELECT 1 FROM @extschema@.wm_agg_state s
+								WHERE (s.bins, s.customers, s.service_events)
+									  OPERATOR(pg_catalog.=) (b::oid, cu::oid, e::oid)) THEN
+		RETURN NEXT 'maintained statistics: already present';
+		RETURN;
+	END IF;
+	PERFORM @extschema@.wm_statistics_rebuild();
+	RETURN NEXT 'maintained statistics: built';
+END;
+$$;
+REVOKE ALL ON FUNCTION @extschema@._wm_maintain_attach() FROM PUBLIC;
+
+/*
+ * wm_perf_attach() gained allow_other_owners: the 1.0 signature is dropped,
+ * not left behind as an overload.
+ */
+DROP FUNCTION @extschema@.wm_perf_attach(regclass, regclass, regclass, regclass, regclass);
+
+/*
+ * wm_perf_attach: record the application tables and create what the workload
+ * needs on them.  Idempotent; returns one line per action.
+ *
+ * Whose tables: a table found by name is attached only if the attaching
+ * role owns it; one named in an argument that another role owns is refused
+ * (42501) unless allow_other_owners is true; one already recorded in
+ * wm_perf_config stays attached.  Nothing of a table owner's runs with the
+ * attaching role's rights either way: every column is checked by type oid
+ * (_wm_check_table), no column is cast, operators resolve in pg_catalog,
+ * index builds run as the table owner (PostgreSQL does that), and the
+ * materialized views are owned and populated by the table owner.
+ */
+CREATE FUNCTION @extschema@.wm_perf_attach(
+	routes regclass DEFAULT NULL, bins regclass DEFAULT NULL,
+	customers regclass DEFAULT NULL, service_events regclass DEFAULT NULL,
+	organizations regclass DEFAULT NULL, allow_other_owners boolean DEFAULT false)
+RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	roles	text[] := ARRAY['routes', 'bins', 'customers', 'service_events', 'organizations'];
+	given	regclass[] := ARRAY[routes, bins, customers, service_events, organizations];
+	tbl		regclass[] := ARRAY[NULL, NULL, NULL, NULL, NULL]::regclass[];
+	geom	boolean[] := ARRAY[false, false, false, false, false];
+	r		text;
+	i		integer;
+	f		record;
+	old		regclass;
+	owner	regrole;
+	expr	text;
+	t_routes regclass;
+	t_bins	regclass;
+	t_cust	regclass;
+	t_events regclass;
+	lost	text[] := '{}';
+	line	text;
+BEGIN
+	/* 1. Resolve every table: argument, then recorded, then by name. */
+	FOR i IN 1 .. 5 LOOP
+		r := roles[i];
+		IF given[i] IS NOT NULL THEN
+			tbl[i] := given[i];
+			owner := @extschema@._wm_owner(tbl[i]);
+			IF owner OPERATOR(pg_catalog.<>) current_user::regrole
+			   AND NOT coalesce(wm_perf_attach.allow_other_owners, false) THEN
+				RAISE EXCEPTION 'table % is owned by role %, not by %', tbl[i], owner, current_user
+					USING ERRCODE = 'insufficient_privilege',
+						  DETAIL = 'wm_perf attaches only to tables of the attaching role unless told otherwise.',
+						  HINT = 'Attach as the owner of the table, or pass allow_other_owners => true.';
+			END IF;
+		ELSE
+			tbl[i] := (SELECT c.relid FROM @extschema@.wm_perf_config c
+						WHERE c.role OPERATOR(pg_catalog.=) r);
+			IF tbl[i] IS NULL THEN
+				f := @extschema@._wm_find_table(r);
+				tbl[i] := f.found;
+				IF f.candidates OPERATOR(pg_catalog.>) 1 THEN
+					RAISE NOTICE 'table "%" is ambiguous: % tables of that name exist', r, f.candidates
+						USING HINT = format('Call wm_perf_attach(%s => ''schema.%s'') to choose one.', r, r);
+				ELSIF f.candidates OPERATOR(pg_catalog.=) 0 THEN
+					lost := lost || r;
+				ELSIF @extschema@._wm_owner(tbl[i]) OPERATOR(pg_catalog.<>) current_user::regrole THEN
+					RAISE NOTICE 'table % is owned by role %, not by %: not attached', tbl[i],
+						@extschema@._wm_owner(tbl[i]), current_user
+						USING HINT = format('Attach as the owner of the table, or call wm_perf_attach(%s => ''%s'', allow_other_owners => true).', r, tbl[i]);
+					tbl[i] := NULL;
+				END IF;
+			END IF;
+		END IF;
+	END LOOP;
+	IF pg_catalog.cardinality(lost) OPERATOR(pg_catalog.>) 0 THEN
+		RAISE NOTICE 'wm_perf did not find the tables: %', pg_catalog.array_to_string(lost, ', ')
+			USING HINT = 'Create them, then call wm_perf_attach(), naming them if they are not found by name.';
+	END IF;
+
+	/* 2. Validate columns and their types before changing anything. */
+	FOR i IN 1 .. 5 LOOP
+		CONTINUE WHEN tbl[i] IS NULL;
+		geom[i] := @extschema@._wm_check_table(roles[i], tbl[i]);
+	END LOOP;
+
+	/*
+	 * 3. Record the tables.  A role moved to another table leaves no trigger
+	 * behind on the one it leaves.
+	 */
+	FOR i IN 1 .. 5 LOOP
+		CONTINUE WHEN tbl[i] IS NULL;
+		old := (SELECT c.relid FROM @extschema@.wm_perf_config c
+				 WHERE c.role OPERATOR(pg_catalog.=) roles[i]);
+		IF old IS NOT NULL AND old OPERATOR(pg_catalog.<>) tbl[i]
+		   AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid OPERATOR(pg_catalog.=) old) THEN
+			FOR line IN SELECT * FROM @extschema@._wm_drop_triggers(old) LOOP
+				RETURN NEXT line;
+			END LOOP;
+		END IF;
+		INSERT INTO @extschema@.wm_perf_config AS c (role, relid) VALUES (roles[i], tbl[i])
+			ON CONFLICT (role) DO UPDATE SET relid = EXCLUDED.relid, attached_at = pg_catalog.now()
+			WHERE c.relid OPERATOR(pg_catalog.<>) EXCLUDED.relid;
+		IF FOUND THEN
+			RETURN NEXT format('table %s: attached as %s', tbl[i], roles[i]);
+		END IF;
+	END LOOP;
+	t_routes := tbl[1];
+	t_bins := tbl[2];
+	t_cust := tbl[3];
+	t_events := tbl[4];
+
+	/* 4. Indexes. */
+	IF t_bins IS NOT NULL THEN
+		expr := CASE WHEN geom[2]
+					 THEN format('((location::%s.geography))', @extschema@._wm_postgis_schema())
+					 ELSE '(location)' END;
+		RETURN NEXT @extschema@._wm_ensure_index(t_bins, 'bins_location_active_gist_idx',
+			format('USING gist %s WHERE status = ''active'' AND deleted_at IS NULL', expr));
+		RETURN NEXT @extschema@._wm_ensure_index(t_bins, 'bins_customer_id_status_bin_type_idx',
+			'USING btree (customer_id, status, bin_type) WHERE deleted_at IS NULL');
+	END IF;
+	IF t_routes IS NOT NULL THEN
+		expr := CASE WHEN geom[1]
+					 THEN format('(route_geometry::%s.geography)', @extschema@._wm_postgis_schema())
+					 ELSE 'route_geometry' END;
+		RETURN NEXT @extschema@._wm_ensure_index(t_routes, 'routes_route_geometry_active_gist_idx',
+			format('USING gist ((%s)) WHERE status = ''active'' AND deleted_at IS NULL', expr));
+		RETURN NEXT @extschema@._wm_ensure_index(t_routes, 'routes_route_geometry_territory_gist_idx',
+			format('USING gist ((%s), territory) WHERE deleted_at IS NULL', expr));
+		RETURN NEXT @extschema@._wm_ensure_index(t_routes, 'routes_territory_status_idx',
+			'USING btree (territory, status) WHERE deleted_at IS NULL');
+	END IF;
+	IF t_events IS NOT NULL THEN
+		RETURN NEXT @extschema@._wm_ensure_index(t_events, 'service_events_customer_id_created_at_idx',
+			'USING btree (customer_id, created_at) WHERE deleted_at IS NULL');
+		RETURN NEXT @extschema@._wm_ensure_index(t_events, 'service_events_created_at_idx',
+			'USING btree (created_at) WHERE deleted_at IS NULL');
+	END IF;
+
+	/* 5. Materialized views for dashboards, owned by the tables' owners. */
+	IF t_routes IS NOT NULL THEN
+		RETURN NEXT @extschema@._wm_ensure_route_matview(t_routes);
+	END IF;
+	IF t_bins IS NOT NULL AND t_cust IS NOT NULL AND t_events IS NOT NULL THEN
+		RETURN NEXT @extschema@._wm_ensure_bin_matview(t_bins, t_cust);
+		RETURN NEXT @extschema@._wm_ensure_event_matview(t_events, t_cust);
+	END IF;
+
+	/*
+	 * 6. Invalidation triggers, enabled ALWAYS, on each table and on its
+	 * partitions and inheritance children.
+	 */
+	FOR i IN 1 .. 4 LOOP
+		CONTINUE WHEN tbl[i] IS NULL;
+		FOR line IN SELECT * FROM @extschema@._wm_attach_triggers(tbl[i], roles[i]) LOOP
+			RETURN NEXT line;
+		END LOOP;
+	END LOOP;
+
+	/* 7. The maintained aggregates of bin statistics (maintain.c). */
+	FOR line IN SELECT * FROM @extschema@._wm_maintain_attach() LOOP
+		RETURN NEXT line;
+	END LOOP;
+END;
+$$;
+COMMENT ON FUNCTION @extschema@.wm_perf_attach(regclass, regclass, regclass, regclass, regclass, boolean) IS
+	'Attaches wm_perf to the application tables (NULL = find by name, own tables only): indexes, materialized views, invalidation triggers';
+
+/*
+ * wm_perf_detach() also removes the maintenance triggers and state (its
+ * signature and comment are 1.0's).
+ */
+CREATE OR REPLACE FUNCTION @extschema@.wm_perf_detach(drop_indexes boolean DEFAULT false)
+RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t	record;
+BEGIN
+	FOR t IN
+		SELECT tg.tgrelid::regclass::text AS tbl, tg.tgname
+		  FROM pg_trigger tg
+		 WHERE tg.tgfoid OPERATOR(pg_catalog.=) '@extschema@.wm_invalidate_cache()'::regprocedure
+		   -- clones on partitions go with their parent's trigger
+		   AND tg.tgparentid OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+		 ORDER BY tg.tgrelid::regclass::text COLLATE "C", tg.tgname COLLATE "C"
+	LOOP
+		EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.tbl);
+		RETURN NEXT format('trigger %s on %s: dropped', t.tgname, t.tbl);
+	END LOOP;
+	RETURN QUERY SELECT * FROM @extschema@._wm_maintain_triggers(NULL, NULL, NULL);
+	DELETE FROM @extschema@.wm_agg_state;
+	IF drop_indexes THEN
+		FOR t IN
+			SELECT c.oid::regclass::text AS idx, i.indrelid::regclass::text AS tbl
+			  FROM @extschema@.wm_perf_config cfg
+			  JOIN pg_index i ON i.indrelid OPERATOR(pg_catalog.=) cfg.relid
+			  JOIN pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid
+			 WHERE c.relname OPERATOR(pg_catalog.=) ANY (ARRAY[
+				   'bins_location_active_gist_idx', 'bins_customer_id_status_bin_type_idx',
+				   'routes_route_geometry_active_gist_idx', 'routes_route_geometry_territory_gist_idx',
+				   'routes_territory_status_idx', 'service_events_customer_id_created_at_idx',
+				   'service_events_created_at_idx'])
+			 ORDER BY c.relname COLLATE "C"
+		LOOP
+			EXECUTE format('DROP INDEX %s', t.idx);
+			RETURN NEXT format('index %s on %s: dropped', t.idx, t.tbl);
+		END LOOP;
+		FOR t IN
+			SELECT c.oid::regclass::text AS mv
+			  FROM pg_class c
+			 WHERE c.relnamespace OPERATOR(pg_catalog.=) '@extschema@'::regnamespace
+			   AND c.relkind OPERATOR(pg_catalog.=) 'm'
+			   AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY[
+				   'mv_route_statistics', 'mv_bin_statistics', 'mv_service_event_statistics'])
+			 ORDER BY c.relname COLLATE "C"
+		LOOP
+			EXECUTE format('DROP MATERIALIZED VIEW %s', t.mv);
+			RETURN NEXT format('materialized view %s: dropped', t.mv);
+		END LOOP;
+	END IF;
+END;
+$$;
+
+/*
+ * A change of wm_perf_config locks the tables it names, before and after,
+ * until commit: a writer of one of them either commits first or takes in
+ * the new configuration with its table lock (trigger.c).
+ */
+CREATE TRIGGER wm_perf_config_locks
+	AFTER INSERT OR UPDATE OR DELETE ON @extschema@.wm_perf_config
+	FOR EACH ROW EXECUTE FUNCTION @extschema@._wm_config_changed();
+CREATE TRIGGER wm_perf_config_truncate_locks
+	BEFORE TRUNCATE ON @extschema@.wm_perf_config
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._wm_config_changed();
+
+/*
+ * DDL that changes what a statistic reads without writing a row (ATTACH,
+ * DETACH or DROP of a partition, INHERIT, ALTER COLUMN ... TYPE, ALTER TYPE
+ * ... RENAME VALUE, DROP COLUMN) invalidates the scope like a write, and a
+ * new partition or inheritance child gets the invalidation triggers.
+ * Enabled ALWAYS, like the table triggers.
+ */
+CREATE FUNCTION @extschema@._wm_ddl_changed()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'wm_ddl_changed'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@._wm_ddl_changed() FROM PUBLIC;
+CREATE EVENT TRIGGER wm_perf_ddl_command_end ON ddl_command_end
+	WHEN TAG IN ('ALTER TABLE', 'ALTER TYPE', 'CREATE TABLE')
+	EXECUTE FUNCTION @extschema@._wm_ddl_changed();
+CREATE EVENT TRIGGER wm_perf_sql_drop ON sql_drop
+	WHEN TAG IN ('ALTER TABLE', 'DROP TABLE', 'DROP TYPE', 'DROP SCHEMA', 'DROP OWNED')
+	EXECUTE FUNCTION @extschema@._wm_ddl_changed();
+ALTER EVENT TRIGGER wm_perf_ddl_command_end ENABLE ALWAYS;
+ALTER EVENT TRIGGER wm_perf_sql_drop ENABLE ALWAYS;
+
+/*
+ * Bring what 1.0 attached up to 1.1, with the functions wm_perf_attach()
+ * uses (not wm_perf_attach() itself: it would attach by name tables never
+ * attached, and re-attach after wm_perf_detach(), which keeps the
+ * configuration rows):
+ *   - every recorded table that carries 1.0's invalidation triggers gets the
+ *     1.1 set: the BEFORE statement trigger, and the statement triggers on
+ *     each of its partitions and inheritance children;
+ *   - every dashboard materialized view 1.0 made is rebuilt the 1.1 way (no
+ *     casts, owned and populated by the table owner, tagged by its comment);
+ *     one whose owner cannot read every table is left out with a NOTICE;
+ *   - when bins, customers and service_events are all attached, the
+ *     maintained aggregates are built (maintenance triggers, then a rebuild),
+ *     as attach does; otherwise, as attach does, none.
+ * The indexes are the same in both versions.  As at CREATE EXTENSION time,
+ * the materialized views are ordinary objects, not extension members, so
+ * pg_dump keeps them.
+ */
+DO $$
+DECLARE
+	cfg		record;
+	t_routes regclass;
+	t_bins	regclass;
+	t_cust	regclass;
+	t_events regclass;
+	mv		text;
+	attached text[];
+BEGIN
+	SELECT pg_catalog.max(c.relid::pg_catalog.oid)
+			   FILTER (WHERE c.role OPERATOR(pg_catalog.=) 'routes')::pg_catalog.regclass,
+		   pg_catalog.max(c.relid::pg_catalog.oid)
+			   FILTER (WHERE c.role OPERATOR(pg_catalog.=) 'bins')::pg_catalog.regclass,
+		   pg_catalog.max(c.relid::pg_catalog.oid)
+			   FILTER (WHERE c.role OPERATOR(pg_catalog.=) 'customers')::pg_catalog.regclass,
+		   pg_catalog.max(c.relid::pg_catalog.oid)
+			   FILTER (WHERE c.role OPERATOR(pg_catalog.=) 'service_events')::pg_catalog.regclass
+	  INTO t_routes, t_bins, t_cust, t_events
+	  FROM @extschema@.wm_perf_config c
+	 -- a dropped table leaves a dangling oid behind: not attached
+	 WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class r
+					WHERE r.oid OPERATOR(pg_catalog.=) c.relid::pg_catalog.oid);
+
+	/* Materialized views: the ones 1.0 made, rebuilt. */
+	FOR mv IN
+		SELECT c.relname::pg_catalog.text
+		  FROM pg_catalog.pg_class c
+		 WHERE c.relnamespace OPERATOR(pg_catalog.=) '@extschema@'::pg_catalog.regnamespace
+		   AND c.relkind OPERATOR(pg_catalog.=) 'm'
+		   AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY[
+			   'mv_route_statistics', 'mv_bin_statistics', 'mv_service_event_statistics'])
+		 ORDER BY c.relname COLLATE "C"
+	LOOP
+		IF mv OPERATOR(pg_catalog.=) 'mv_route_statistics' AND t_routes IS NOT NULL THEN
+			PERFORM @extschema@._wm_ensure_route_matview(t_routes);
+		ELSIF mv OPERATOR(pg_catalog.=) 'mv_bin_statistics'
+			  AND t_bins IS NOT NULL AND t_cust IS NOT NULL THEN
+			PERFORM @extschema@._wm_ensure_bin_matview(t_bins, t_cust);
+		ELSIF mv OPERATOR(pg_catalog.=) 'mv_service_event_statistics'
+			  AND t_events IS NOT NULL AND t_cust IS NOT NULL THEN
+			PERFORM @extschema@._wm_ensure_event_matview(t_events, t_cust);
+		END IF;
+	END LOOP;
+
+	/* Invalidation triggers: on the tables that carry 1.0's. */
+	attached := '{}';
+	FOR cfg IN
+		SELECT c.role, c.relid
+		  FROM @extschema@.wm_perf_config c
+		 WHERE c.role OPERATOR(pg_catalog.<>) 'organizations'
+		   AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger tg
+						WHERE tg.tgrelid OPERATOR(pg_catalog.=) c.relid::pg_catalog.oid
+						  AND tg.tgfoid OPERATOR(pg_catalog.=)
+							  '@extschema@.wm_invalidate_cache()'::pg_catalog.regprocedure)
+		 ORDER BY pg_catalog.array_position(ARRAY['routes', 'bins', 'customers', 'service_events'], c.role)
+	LOOP
+		PERFORM pg_catalog.count(*) FROM @extschema@._wm_attach_triggers(cfg.relid, cfg.role);
+		attached := attached OPERATOR(pg_catalog.||) cfg.role;
+	END LOOP;
+
+	/* The maintained aggregates: step 7 of wm_perf_attach(). */
+	IF attached OPERATOR(pg_catalog.@>) ARRAY['bins', 'customers', 'service_events'] THEN
+		PERFORM pg_catalog.count(*) FROM @extschema@._wm_maintain_attach();
+	END IF;
+
+	/* The rebuilt views were made by this script: not members. */
+	FOR mv IN
+		SELECT c.oid::pg_catalog.regclass::pg_catalog.text
+		  FROM pg_catalog.pg_class c
+		  JOIN pg_catalog.pg_depend d
+			ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+		   AND d.objid OPERATOR(pg_catalog.=) c.oid
+		   AND d.deptype OPERATOR(pg_catalog.=) 'e'
+		   AND d.refobjid OPERATOR(pg_catalog.=) (SELECT e.oid FROM pg_catalog.pg_extension e
+												   WHERE e.extname OPERATOR(pg_catalog.=) 'wm_perf')
+		 WHERE c.relkind OPERATOR(pg_catalog.=) 'm'
+	LOOP
+		EXECUTE pg_catalog.format('ALTER EXTENSION wm_perf DROP MATERIALIZED VIEW %s', mv);
+	END LOOP;
+END;
+$$;
