@@ -164,10 +164,17 @@ SELECT to_char(localtime, 'HH24') IN ('00', '01') AS just_after_midnight,
 	   pg_temp.m_check() AS at_midnight;
 RESET TimeZone;
 
--- A renamed enum value the statistics group by: the DDL rebuilds.
+-- A renamed enum value the statistics group by: the DDL invalidates the
+-- state (calls compute in full, exactly), and the next write rebuilds it.
 ALTER TYPE core.enum_bins_status RENAME VALUE 'lost' TO 'missing';
 SELECT wm_bin_statistics() -> 'byStatus' ? 'missing' AS renamed, pg_temp.m_check() AS after_rename;
+UPDATE core.bins SET fill_level_percent = fill_level_percent + 1 WHERE fill_level_percent < 10;
+SELECT pg_temp.m_check() AS after_rename_and_a_write;
 ALTER TYPE core.enum_bins_status RENAME VALUE 'missing' TO 'lost';
+SELECT pg_temp.m_check() AS after_rename_back;
+UPDATE core.service_events SET deleted_at = now()
+ WHERE id = (SELECT id FROM core.service_events WHERE deleted_at IS NULL ORDER BY id LIMIT 1);
+SELECT pg_temp.m_check() AS rebuilt_by_an_event_write;
 
 -- TRUNCATE, on copies without foreign keys (a bin whose customer does not
 -- exist counts nothing, and counts again when the customer comes back).

@@ -533,10 +533,10 @@ wm_ddl_changed(PG_FUNCTION_ARGS)
 
 	/*
 	 * The maintained statistics hold labels and values as they were: DDL on
-	 * a table they read rebuilds them, in the DDL's transaction.
+	 * a table they read invalidates them (the next writer rebuilds).
 	 */
 	if ((mask & ((1 << WM_TABLE_BINS) | (1 << WM_TABLE_CUSTOMERS) |
 				 (1 << WM_TABLE_SERVICE_EVENTS))) != 0)
-		wm_maintained_rebuild_if_set_up();
+		wm_maintained_invalidate();
 	PG_RETURN_VOID();
 }

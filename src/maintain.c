@@ -26,14 +26,17 @@
  * Which rows count.  A bin or event counts when it is not soft-deleted and
  * its customer exists and is not soft-deleted.  A customer whose liveness
  * changes moves all its bins and events in or out (a BEFORE ROW trigger, so
- * that it runs before a cascading delete removes them).  That trigger first
- * locks bins and service_events in SHARE mode until commit: it waits for the
- * writers still in progress (their triggers read the old liveness; their
- * changes are then in what it reads) and makes new ones wait until it ends
- * (their triggers then read the new liveness).  Either way the second sees
- * the first, never neither.  Writers of bins and events take no lock of
- * ours and read the liveness with an index lookup.  Both read with the
- * latest snapshot, also under REPEATABLE READ.
+ * that it runs before a cascading delete removes them).  A writer of bins or
+ * events reads the liveness of the customers its rows name with FOR SHARE:
+ * that waits for a concurrent change of a customer's liveness to commit (or
+ * makes the change wait), and returns the latest version, so either the
+ * customer's trigger saw the bin's new state or the bin's trigger saw the
+ * customer's new liveness, never neither.  (FOR KEY SHARE, what foreign
+ * keys take, would not conflict with the customer's UPDATE.)  A statement
+ * of more than WM_BIG_STATEMENT_ROWS rows locks the customers table in SHARE
+ * mode instead of locking each row.  The liveness, and the customer
+ * trigger's view of the bins, are read with the latest snapshot, also under
+ * REPEATABLE READ.
  *
  * The fold (wm_statistics_compact(), and one writer statement in
  * WM_FOLD_ONE_IN at random) replaces the rows of each table by one row per
@@ -141,7 +144,6 @@ typedef struct WmMaintained
 	Oid			agg_bins;
 	Oid			agg_due;
 	Oid			agg_events;
-	bool		state_seen;		/* this backend saw the state row */
 	Oid			owner;			/* of the maintained tables */
 	char	   *schema;			/* quoted extension schema */
 	SPIPlanPtr	bins_plan;
@@ -190,7 +192,6 @@ resolve(void)
 	maint.agg_bins = get_relname_relid("wm_agg_bins", nsp);
 	maint.agg_due = get_relname_relid("wm_agg_bins_due", nsp);
 	maint.agg_events = get_relname_relid("wm_agg_events", nsp);
-	maint.state_seen = false;
 	maint.owner = InvalidOid;
 	if (OidIsValid(maint.agg_bins))
 	{
@@ -492,8 +493,30 @@ set_up(void)
 }
 
 /*
- * Rebuild if set up (attach, wm_cache_flush(), DDL that changes what the
- * statistics read).  Not connected to SPI.
+ * DDL on a table the statistics read: the state goes (calls compute in
+ * full), and the next writer rebuilds it.  Rebuilding here would cost a
+ * full computation per command: a restore runs dozens of ALTER TABLEs on
+ * the attached tables.  Not connected to SPI.
+ */
+void
+wm_maintained_invalidate(void)
+{
+	WmAsOwner	s;
+	int			rc;
+
+	resolve();
+	if (!OidIsValid(maint.owner))
+		return;
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
+	as_owner_begin(&s);
+	(void) exec_latest(psprintf("DELETE FROM %s.wm_agg_state", maint.schema), 0, NULL, NULL);
+	as_owner_end(&s);
+	SPI_finish();
+}
+
+/*
+ * Rebuild if set up (attach, wm_cache_flush()).  Not connected to SPI.
  */
 void
 wm_maintained_rebuild_if_set_up(void)
@@ -599,19 +622,17 @@ maintain_statement(TriggerData *td, WmTable table)
 
 	/*
 	 * No state row (a database restored by pg_dump, whose derived rows were
-	 * not dumped): the first writer to get the lock rebuilds, this
+	 * not dumped, or DDL on the tables since): the first writer to get the
+	 * lock rebuilds, this
 	 * statement's rows included; the others record their deltas, which a
 	 * rebuild whose snapshot does not see them keeps.
 	 */
-	if (!maint.state_seen)
 	{
 		char	   *q = psprintf("SELECT 1 FROM %s.wm_agg_state", s);
 
 		rc = exec_kept(WM_KEPT_STATE, q, 0, NULL, NULL);
 		wm_spi_check(rc, SPI_OK_SELECT, "looking for the maintained state");
-		if (SPI_processed > 0)
-			maint.state_seen = true;
-		else if (advisory_try_lock())
+		if (SPI_processed == 0 && advisory_try_lock())
 		{
 			rebuild_locked();
 			return;
@@ -621,25 +642,30 @@ maintain_statement(TriggerData *td, WmTable table)
 	if (SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "SPI_register_trigger_data failed");
 	/*
-	 * The customers' liveness: an index lookup per row for a statement of
-	 * a few rows (a kept plan must not join a pickup's one row to the whole
-	 * customers table), a join the planner chooses for a big one.
+	 * The customers' liveness, read FOR SHARE: that waits for a concurrent
+	 * change of a customer's liveness to commit (or makes it wait), and
+	 * returns the latest version.  A statement of a few rows locks its
+	 * customers row by row (an index lookup each; the kept plan is made for
+	 * a few rows); a big one locks the customers table in SHARE mode and
+	 * joins.
 	 */
 	big = transition_rows(td) > WM_BIG_STATEMENT_ROWS;
 	initStringInfo(&sql);
+	if (big)
+	{
+		appendStringInfo(&sql, "LOCK TABLE %s IN SHARE MODE", cust);
+		rc = SPI_execute(sql.data, false, 0);
+		wm_spi_check(rc, SPI_OK_UTILITY, "locking the customers table");
+		resetStringInfo(&sql);
+	}
 	appendStringInfoString(&sql, "WITH r AS MATERIALIZED (");
 	append_rows(&sql, td);
-	if (big)
-		appendStringInfo(&sql,
-						 "), x AS (SELECT r.* FROM r JOIN %s c ON c.id = r.customer_id"
-						 "  WHERE c.deleted_at IS NULL AND r.deleted_at IS NULL)",
-						 cust);
-	else
-		appendStringInfo(&sql,
-						 "), x AS (SELECT r.* FROM r WHERE r.deleted_at IS NULL"
-						 "  AND EXISTS (SELECT 1 FROM %s c WHERE c.id = r.customer_id"
-						 "   AND c.deleted_at IS NULL OFFSET 0))",
-						 cust);
+	appendStringInfo(&sql,
+					 "), live AS MATERIALIZED (SELECT c.id, c.deleted_at IS NULL AS alive FROM %s c"
+					 "  WHERE c.id IN (SELECT r.customer_id FROM r)%s),"
+					 " x AS (SELECT r.* FROM r JOIN live l ON l.id = r.customer_id"
+					 "  WHERE l.alive AND r.deleted_at IS NULL)",
+					 cust, big ? "" : " FOR SHARE OF c");
 	if (table == WM_TABLE_BINS)
 		appendStringInfo(&sql,
 						 ", d AS (INSERT INTO %s.wm_agg_bins_due " DUE_SELECT " FROM x b" DUE_WHERE ")"
@@ -691,16 +717,11 @@ customers_referenced(void)
 }
 
 /*
- * Add (sign 1) or remove (-1) everything of one customer.
- *
- * First the bins and service_events tables are locked in SHARE mode until
- * commit: that waits for every writer of them still in progress (whose
- * statement triggers read this customer's old liveness, so their changes
- * must be in what is read here) and makes new writers wait until this
- * transaction ends (their triggers then read the new liveness).  Writers
- * of bins and events themselves take no lock of wm_perf's.  A liveness
- * change of a customer is rare next to pickups; while its transaction runs,
- * pickups wait for it.
+ * Add (sign 1) or remove (-1) everything of one customer, as the latest
+ * snapshot sees it.  The row is locked by the change that fired the
+ * trigger: writers of its bins and events that read it FOR SHARE have
+ * committed (their rows are seen here) or will wait for this transaction
+ * (and then read the new liveness).
  */
 static void
 customer_contributions(Datum id, int sign)
@@ -712,13 +733,6 @@ customer_contributions(Datum id, int sign)
 	int			rc;
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "LOCK TABLE %s, %s IN SHARE MODE",
-					 wm_table_qualname(WM_TABLE_BINS),
-					 wm_table_qualname(WM_TABLE_SERVICE_EVENTS));
-	rc = SPI_execute(sql.data, false, 0);
-	wm_spi_check(rc, SPI_OK_UTILITY, "locking bins and service events");
-	resetStringInfo(&sql);
-
 	args[0] = id;
 	args[1] = Int32GetDatum(sign);
 	initStringInfo(&sql);

@@ -180,6 +180,7 @@ extern bool wm_maintained_bin_plans(struct _SPI_plan **plan, struct _SPI_plan **
 extern void *wm_maintained_enter(void);
 extern void wm_maintained_leave(void *state);
 extern void wm_maintained_rebuild_if_set_up(void);
+extern void wm_maintained_invalidate(void);
 
 /* worker.c */
 extern void wm_worker_register(void);
