@@ -95,7 +95,7 @@
 #include "wm_perf.h"
 
 /* A writer statement folds with this chance (1 in N), if no one else is. */
-#define WM_FOLD_ONE_IN		32
+#define WM_FOLD_ONE_IN		128
 /* Above this many transition rows, the liveness is joined, not looked up. */
 #define WM_BIG_STATEMENT_ROWS	1000
 /* Delta tables this small are always read (see wm_maintained_bin_plans). */
