@@ -237,7 +237,8 @@ CREATE TABLE @extschema@.wm_agg_state (
 	bins		oid NOT NULL,
 	customers	oid NOT NULL,
 	service_events oid NOT NULL,
-	built_at	timestamptz NOT NULL
+	built_at	timestamptz NOT NULL,
+	signature	text NOT NULL		-- what the statistics read, as built (maintain.c)
 );
 REVOKE ALL ON @extschema@.wm_agg_bins, @extschema@.wm_agg_bins_due,
 	@extschema@.wm_agg_events, @extschema@.wm_agg_state FROM PUBLIC;

@@ -187,8 +187,8 @@ wm_attach_triggers(PG_FUNCTION_ARGS)
 	ensure_triggers(relid, role, &lines);
 	foreach(lc, descendants)
 		ensure_triggers(lfirst_oid(lc), role, &lines);
-	SPI_finish();
 
+	/* The lines live in SPI's memory: into the tuplestore before it goes. */
 	foreach(lc, lines)
 	{
 		Datum		value = CStringGetTextDatum((char *) lfirst(lc));
@@ -196,6 +196,7 @@ wm_attach_triggers(PG_FUNCTION_ARGS)
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
 	}
+	SPI_finish();
 	return (Datum) 0;
 }
 
@@ -335,8 +336,8 @@ wm_maintain_triggers(PG_FUNCTION_ARGS)
 		running_ddl = saved;
 	}
 	PG_END_TRY();
-	SPI_finish();
 
+	/* The lines live in SPI's memory: into the tuplestore before it goes. */
 	foreach(lc, lines)
 	{
 		Datum		value = CStringGetTextDatum((char *) lfirst(lc));
@@ -344,6 +345,7 @@ wm_maintain_triggers(PG_FUNCTION_ARGS)
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
 	}
+	SPI_finish();
 	return (Datum) 0;
 }
 

@@ -26,17 +26,16 @@
  * Which rows count.  A bin or event counts when it is not soft-deleted and
  * its customer exists and is not soft-deleted.  A customer whose liveness
  * changes moves all its bins and events in or out (a BEFORE ROW trigger, so
- * that it runs before a cascading delete removes them).  A writer of bins or
- * events reads the liveness of the customers its rows name with FOR SHARE:
- * that waits for a concurrent change of a customer's liveness to commit (or
- * makes the change wait), and returns the latest version, so either the
- * customer's trigger saw the bin's new state or the bin's trigger saw the
- * customer's new liveness, never neither.  (FOR KEY SHARE, what foreign
- * keys take, would not conflict with the customer's UPDATE.)  A statement
- * of more than WM_BIG_STATEMENT_ROWS rows locks the customers table in SHARE
- * mode instead of locking each row.  The liveness, and the customer
- * trigger's view of the bins, are read with the latest snapshot, also under
- * REPEATABLE READ.
+ * that it runs before a cascading delete removes them); it first locks its
+ * own row FOR UPDATE.  A writer of bins or events reads the liveness of the
+ * customers its rows name FOR KEY SHARE (what its foreign key takes; the
+ * one lock an application's plain UPDATE of the customer does not conflict
+ * with): a writer and a liveness change of the same customer wait for each
+ * other, and the second sees the first, never neither.  A statement of more
+ * than WM_BIG_STATEMENT_ROWS rows locks the customers table in SHARE mode
+ * instead.  Both read with the latest snapshot, also under REPEATABLE READ.
+ * A statement still pending on bins or events (BEFORE fired, delta not yet
+ * recorded) makes a liveness change give up the state, and stops rebuilds.
  *
  * The fold (wm_statistics_compact(), and one writer statement in
  * WM_FOLD_ONE_IN at random) replaces the rows of each table by one row per
@@ -70,6 +69,7 @@
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "storage/bufmgr.h"
+#include "storage/proc.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -108,19 +108,27 @@
 /* A label column as text, by its type's output function; NULL stays NULL. */
 #define TXT(col) "CASE WHEN " col " IS NULL THEN NULL ELSE pg_catalog.format('%%s', " col ") END"
 
+/*
+ * status = 'active', compared as text: a literal would be parsed as the
+ * enum and fail once the label is renamed.  The attached columns' types are
+ * checked by oid (no domains, no user types but enums), and operators
+ * resolve in pg_catalog: nothing of a table owner's runs.
+ */
+#define ACTIVE(t) "pg_catalog.format('%%s', " t ".status) OPERATOR(pg_catalog.=) 'active'"
+
 /* The grouped contribution of the rows of 'b' (sign column wm_s). */
 #define BINS_SELECT \
 	"SELECT " TXT("b.status") " AS status, " TXT("b.bin_type") " AS bin_type, " \
 	TXT("b.material") " AS material, pg_catalog.sum(b.wm_s) AS n," \
-	" COALESCE(pg_catalog.sum(b.wm_s) FILTER (WHERE b.gps_enabled), 0) AS gps," \
-	" COALESCE(pg_catalog.sum(b.wm_s) FILTER (WHERE b.sensor_enabled), 0) AS sensor," \
-	" COALESCE(pg_catalog.sum(b.wm_s) FILTER (WHERE b.gps_enabled OR b.sensor_enabled), 0) AS smart," \
+	" COALESCE(pg_catalog.sum(b.wm_s) FILTER (WHERE b.gps_enabled IS TRUE), 0) AS gps," \
+	" COALESCE(pg_catalog.sum(b.wm_s) FILTER (WHERE b.sensor_enabled IS TRUE), 0) AS sensor," \
+	" COALESCE(pg_catalog.sum(b.wm_s) FILTER (WHERE b.gps_enabled IS TRUE OR b.sensor_enabled IS TRUE), 0) AS smart," \
 	" COALESCE(pg_catalog.sum(b.wm_s * b.fill_level_percent), 0) AS fill_sum," \
 	" COALESCE(pg_catalog.sum(b.wm_s) FILTER (WHERE b.fill_level_percent IS NOT NULL), 0) AS fill_n," \
 	" COALESCE(pg_catalog.sum(b.wm_s * b.capacity_cubic_yards), 0) AS cap_sum," \
 	" COALESCE(pg_catalog.sum(b.wm_s) FILTER (WHERE b.capacity_cubic_yards IS NOT NULL), 0) AS cap_n," \
-	" COALESCE(pg_catalog.sum(b.wm_s) FILTER (WHERE b.status = 'active'" \
-	"  AND b.fill_level_percent >= 80), 0) AS need_fill"
+	" COALESCE(pg_catalog.sum(b.wm_s) FILTER (WHERE " ACTIVE("b") \
+	"  AND b.fill_level_percent OPERATOR(pg_catalog.>=) 80), 0) AS need_fill"
 #define BINS_GROUP " GROUP BY 1, 2, 3"
 /* Writers wrap BINS_SELECT: a group whose delta is all zeros is not stored. */
 #define BINS_NONZERO \
@@ -130,12 +138,12 @@
 	"SELECT " TXT("b.bin_type") ", " TXT("b.material") ", b.next_service_date," \
 	" pg_catalog.sum(b.wm_s)"
 #define DUE_WHERE \
-	" WHERE b.status = 'active' AND (b.fill_level_percent >= 80) IS NOT TRUE" \
+	" WHERE " ACTIVE("b") " AND (b.fill_level_percent OPERATOR(pg_catalog.>=) 80) IS NOT TRUE" \
 	" AND b.next_service_date IS NOT NULL GROUP BY 1, 2, 3 HAVING pg_catalog.sum(b.wm_s) <> 0"
 #define EVENTS_SELECT \
 	"SELECT " TXT("e.event_type") ", pg_catalog.date_trunc('hour', e.created_at, 'UTC')," \
 	" pg_catalog.sum(e.wm_s)"
-#define EVENTS_GROUP " GROUP BY 1, 2 HAVING pg_catalog.sum(e.wm_s) <> 0"
+#define EVENTS_GROUP " WHERE e.created_at IS NOT NULL GROUP BY 1, 2 HAVING pg_catalog.sum(e.wm_s) <> 0"
 
 typedef struct WmMaintained
 {
@@ -153,6 +161,7 @@ typedef struct WmMaintained
 static WmMaintained maint;
 
 static void forget_kept(void);
+static int	pending(void);
 
 static const char *
 ext_schema(void)
@@ -187,6 +196,8 @@ resolve(void)
 	maint.bins_plan = NULL;
 	maint.events_plan = NULL;
 	forget_kept();
+	if (maint.schema)
+		pfree(maint.schema);
 	maint.schema = MemoryContextStrdup(TopMemoryContext, ext_schema());
 	nsp = wm_extension_schema_oid();
 	maint.agg_bins = get_relname_relid("wm_agg_bins", nsp);
@@ -205,6 +216,9 @@ resolve(void)
 	}
 	maint.eligible = OidIsValid(maint.owner) &&
 		OidIsValid(bins) && OidIsValid(cust) && OidIsValid(events) &&
+		!wm_table_has_problem(WM_TABLE_BINS) &&
+		!wm_table_has_problem(WM_TABLE_CUSTOMERS) &&
+		!wm_table_has_problem(WM_TABLE_SERVICE_EVENTS) &&
 		column_has_type(cust, "id", UUIDOID) &&
 		column_has_type(bins, "customer_id", UUIDOID) &&
 		column_has_type(events, "customer_id", UUIDOID) &&
@@ -258,6 +272,7 @@ typedef enum WmKept
 	WM_KEPT_FOLD_DUE,
 	WM_KEPT_FOLD_EVENTS,
 	WM_KEPT_FOREIGN_KEYS,
+	WM_KEPT_LOCK_CUSTOMER,
 	WM_KEPT_WRITER,				/* + table (0 bins, 1 events) * 6 + event * 2 + big */
 	WM_KEPT_COUNT = WM_KEPT_WRITER + 12
 } WmKept;
@@ -355,7 +370,7 @@ fold_locked(void)
 
 	/*
 	 * Only groups with more than one row (or nothing left) are rewritten:
-	 * a fold costs what changed since the last one, not the whole state.
+	 * a fold reads the whole state but writes only what changed.
 	 */
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
@@ -419,6 +434,37 @@ fold_locked(void)
 }
 
 /*
+ * What the maintained state depends on besides the rows: the columns the
+ * statistics read (name and type), the labels of their enum types, and the
+ * tables' storage (a rewrite: ALTER COLUMN ... TYPE ... USING).  DDL that
+ * leaves it unchanged (ADD COLUMN, SET (...), ENABLE TRIGGER, a restore's
+ * constraints) leaves the state alone.
+ */
+static char *
+signature_sql(void)
+{
+	return psprintf("SELECT pg_catalog.concat_ws('|',"
+					" (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', c.oid, c.relfilenode), ','"
+					"   ORDER BY c.oid) FROM pg_catalog.pg_class c WHERE c.oid IN (%u, %u, %u)),"
+					" (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', a.attrelid, a.attname, a.atttypid), ','"
+					"   ORDER BY a.attrelid, a.attname) FROM pg_catalog.pg_attribute a"
+					"   WHERE a.attrelid IN (%u, %u, %u) AND a.attnum > 0 AND NOT a.attisdropped"
+					"   AND a.attname IN ('id', 'customer_id', 'status', 'bin_type', 'material',"
+					"    'gps_enabled', 'sensor_enabled', 'fill_level_percent', 'capacity_cubic_yards',"
+					"    'next_service_date', 'deleted_at', 'event_type', 'created_at')),"
+					" (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', e.enumtypid, e.enumlabel), ','"
+					"   ORDER BY e.enumtypid, e.enumsortorder) FROM pg_catalog.pg_enum e"
+					"   WHERE e.enumtypid IN (SELECT a.atttypid FROM pg_catalog.pg_attribute a"
+					"    WHERE a.attrelid IN (%u, %u, %u) AND a.attnum > 0)))",
+					wm_table_oid(WM_TABLE_BINS), wm_table_oid(WM_TABLE_CUSTOMERS),
+					wm_table_oid(WM_TABLE_SERVICE_EVENTS),
+					wm_table_oid(WM_TABLE_BINS), wm_table_oid(WM_TABLE_CUSTOMERS),
+					wm_table_oid(WM_TABLE_SERVICE_EVENTS),
+					wm_table_oid(WM_TABLE_BINS), wm_table_oid(WM_TABLE_CUSTOMERS),
+					wm_table_oid(WM_TABLE_SERVICE_EVENTS));
+}
+
+/*
  * Rebuild from the tables, in one statement under one snapshot: the deltas
  * that snapshot sees go, and the full aggregates of that snapshot come in.
  * A writer that commits later keeps its delta (its change is not in the
@@ -454,10 +500,11 @@ rebuild_locked(void)
 					 "  FROM (SELECT 1 AS wm_s, t.* FROM %s t JOIN %s c ON c.id = t.customer_id"
 					 "        WHERE t.deleted_at IS NULL AND c.deleted_at IS NULL"
 					 "          AND t.created_at >= pg_catalog.now() - interval '%d days') e" EVENTS_GROUP "),"
-					 " st AS (INSERT INTO %s.wm_agg_state (id, bins, customers, service_events, built_at)"
-					 "  VALUES (1, %u, %u, %u, pg_catalog.now()) ON CONFLICT (id) DO UPDATE"
+					 " st AS (INSERT INTO %s.wm_agg_state (id, bins, customers, service_events, built_at, signature)"
+					 "  VALUES (1, %u, %u, %u, pg_catalog.now(), (%s)) ON CONFLICT (id) DO UPDATE"
 					 "  SET bins = EXCLUDED.bins, customers = EXCLUDED.customers,"
-					 "  service_events = EXCLUDED.service_events, built_at = EXCLUDED.built_at)"
+					 "  service_events = EXCLUDED.service_events, built_at = EXCLUDED.built_at,"
+					 "  signature = EXCLUDED.signature)"
 					 " INSERT INTO %s.wm_agg_bins " BINS_SELECT
 					 "  FROM (SELECT 1 AS wm_s, t.* FROM %s t JOIN %s c ON c.id = t.customer_id"
 					 "        WHERE t.deleted_at IS NULL AND c.deleted_at IS NULL) b" BINS_GROUP,
@@ -466,7 +513,7 @@ rebuild_locked(void)
 					 s, wm_table_qualname(WM_TABLE_SERVICE_EVENTS), wm_table_qualname(WM_TABLE_CUSTOMERS),
 					 WM_EVENT_DAYS,
 					 s, wm_table_oid(WM_TABLE_BINS), wm_table_oid(WM_TABLE_CUSTOMERS),
-					 wm_table_oid(WM_TABLE_SERVICE_EVENTS),
+					 wm_table_oid(WM_TABLE_SERVICE_EVENTS), signature_sql(),
 					 s, wm_table_qualname(WM_TABLE_BINS), wm_table_qualname(WM_TABLE_CUSTOMERS));
 	rc = exec_latest(sql.data, 0, NULL, NULL);
 	wm_spi_check(rc, SPI_OK_INSERT, "rebuilding the maintained statistics");
@@ -493,8 +540,9 @@ set_up(void)
 }
 
 /*
- * DDL on a table the statistics read: the state goes (calls compute in
- * full), and the next writer rebuilds it.  Rebuilding here would cost a
+ * DDL on a table the statistics read: if it changed what they read (see
+ * signature_sql), the state goes (calls compute in full), and the next
+ * writer rebuilds it.  Rebuilding here would cost a
  * full computation per command: a restore runs dozens of ALTER TABLEs on
  * the attached tables.  Not connected to SPI.
  */
@@ -510,7 +558,11 @@ wm_maintained_invalidate(void)
 	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
 	as_owner_begin(&s);
-	(void) exec_latest(psprintf("DELETE FROM %s.wm_agg_state", maint.schema), 0, NULL, NULL);
+	if (maint.eligible)
+		(void) exec_latest(psprintf("DELETE FROM %s.wm_agg_state WHERE signature IS DISTINCT FROM (%s)",
+									maint.schema, signature_sql()), 0, NULL, NULL);
+	else
+		(void) exec_latest(psprintf("DELETE FROM %s.wm_agg_state", maint.schema), 0, NULL, NULL);
 	as_owner_end(&s);
 	SPI_finish();
 }
@@ -632,7 +684,7 @@ maintain_statement(TriggerData *td, WmTable table)
 
 		rc = exec_kept(WM_KEPT_STATE, q, 0, NULL, NULL);
 		wm_spi_check(rc, SPI_OK_SELECT, "looking for the maintained state");
-		if (SPI_processed == 0 && advisory_try_lock())
+		if (SPI_processed == 0 && pending() == 0 && advisory_try_lock())
 		{
 			rebuild_locked();
 			return;
@@ -665,7 +717,7 @@ maintain_statement(TriggerData *td, WmTable table)
 					 "  WHERE c.id IN (SELECT r.customer_id FROM r)%s),"
 					 " x AS (SELECT r.* FROM r JOIN live l ON l.id = r.customer_id"
 					 "  WHERE l.alive AND r.deleted_at IS NULL)",
-					 cust, big ? "" : " FOR SHARE OF c");
+					 cust, big ? "" : " FOR KEY SHARE OF c");
 	if (table == WM_TABLE_BINS)
 		appendStringInfo(&sql,
 						 ", d AS (INSERT INTO %s.wm_agg_bins_due " DUE_SELECT " FROM x b" DUE_WHERE ")"
@@ -703,7 +755,8 @@ customers_referenced(void)
 	int			rc;
 
 	sql = psprintf("SELECT pg_catalog.count(*) = 2 FROM pg_catalog.pg_constraint k"
-				   " WHERE k.contype = 'f' AND k.confrelid = %u"
+				   " WHERE k.contype = 'f' AND NOT k.condeferrable AND k.convalidated"
+				   " AND k.confrelid = %u"
 				   " AND k.conrelid IN (%u, %u) AND pg_catalog.array_length(k.conkey, 1) = 1"
 				   " AND k.conkey[1] = (SELECT a.attnum FROM pg_catalog.pg_attribute a"
 				   "  WHERE a.attrelid = k.conrelid AND a.attname = 'customer_id')"
@@ -742,12 +795,13 @@ customer_contributions(Datum id, int sign)
 					 "        AND t.deleted_at IS NULL) b" DUE_WHERE "),"
 					 " e AS (INSERT INTO %s.wm_agg_events " EVENTS_SELECT
 					 "  FROM (SELECT $2 AS wm_s, t.* FROM %s t WHERE t.customer_id = $1"
-					 "        AND t.deleted_at IS NULL) e" EVENTS_GROUP ")"
+					 "        AND t.deleted_at IS NULL"
+					 "        AND t.created_at >= pg_catalog.now() - interval '%d days') e" EVENTS_GROUP ")"
 					 " INSERT INTO %s.wm_agg_bins SELECT * FROM (" BINS_SELECT
 					 "  FROM (SELECT $2 AS wm_s, t.* FROM %s t WHERE t.customer_id = $1"
 					 "        AND t.deleted_at IS NULL) b" BINS_GROUP ") z" BINS_NONZERO,
 					 s, wm_table_qualname(WM_TABLE_BINS),
-					 s, wm_table_qualname(WM_TABLE_SERVICE_EVENTS),
+					 s, wm_table_qualname(WM_TABLE_SERVICE_EVENTS), WM_EVENT_DAYS,
 					 s, wm_table_qualname(WM_TABLE_BINS));
 	rc = exec_kept(WM_KEPT_CUSTOMER, sql.data, 2, types, args);
 	wm_spi_check(rc, SPI_OK_INSERT, "recording a customer's statistics delta");
@@ -768,6 +822,74 @@ customer_alive(Relation rel, HeapTuple tup, Datum *id)
 	return isnull;
 }
 
+/*
+ * Writers of bins and events read their customers FOR KEY SHARE, as their
+ * foreign keys do, so that an application's plain UPDATE of a customer
+ * (updated_at) never waits for them.  A liveness change conflicts with them
+ * by locking its own row FOR UPDATE first: that waits for the writers that
+ * read the old liveness (their rows are then seen here), and later writers
+ * wait for this transaction (and then read the new liveness).
+ */
+static void
+lock_customer_for_update(Datum id)
+{
+	Oid			types[1] = {UUIDOID};
+	Datum		args[1];
+	char	   *sql;
+	int			rc;
+
+	args[0] = id;
+	sql = psprintf("SELECT 1 FROM %s c WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE OF c",
+				   wm_table_qualname(WM_TABLE_CUSTOMERS));
+	rc = exec_kept(WM_KEPT_LOCK_CUSTOMER, sql, 1, types, args);
+	wm_spi_check(rc, SPI_OK_SELECT, "locking the customer");
+	pfree(sql);
+}
+
+/*
+ * Statements on bins and service_events that have begun (their BEFORE
+ * statement trigger fired, trigger.c) and not yet recorded their delta (the
+ * AFTER statement trigger).  While one is pending in this transaction, its
+ * rows may already be changed without a delta: a customer's trigger would
+ * read them, and a rebuild would count them, and the statement's delta
+ * would then count them again.  A count left too high (a statement that
+ * failed in a subtransaction) only makes this transaction cautious.
+ */
+static int	pending_statements = 0;
+static LocalTransactionId pending_lxid = InvalidLocalTransactionId;
+
+static int
+pending(void)
+{
+	if (pending_lxid != MyProc->lxid)
+	{
+		pending_lxid = MyProc->lxid;
+		pending_statements = 0;
+	}
+	return pending_statements;
+}
+
+void
+wm_maintained_statement_begins(void)
+{
+	(void) pending();
+	pending_statements++;
+}
+
+static void
+statement_ends(void)
+{
+	if (pending() > 0)
+		pending_statements--;
+}
+
+/* Without a state, calls compute in full; the next writer rebuilds. */
+static void
+drop_state(void)
+{
+	(void) exec_latest(psprintf("DELETE FROM %s.wm_agg_state", maint.schema), 0, NULL, NULL);
+}
+
 /* The BEFORE ROW trigger on customers. */
 static HeapTuple
 maintain_customer(TriggerData *td)
@@ -775,6 +897,17 @@ maintain_customer(TriggerData *td)
 	Relation	rel = td->tg_relation;
 	Datum		id;
 	HeapTuple	result;
+
+	/*
+	 * Inside a statement on bins or events whose delta is not recorded yet
+	 * (a data-modifying CTE, an application row trigger): the customer's
+	 * rows are half-changed.  Give up the state instead.
+	 */
+	if (pending() > 0 && !(TRIGGER_FIRED_BY_INSERT(td->tg_event) && customers_referenced()))
+	{
+		drop_state();
+		return TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	}
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
@@ -792,7 +925,17 @@ maintain_customer(TriggerData *td)
 	{
 		result = td->tg_newtuple;
 		if (customer_alive(rel, td->tg_trigtuple, &id))
+		{
+			lock_customer_for_update(id);
 			customer_contributions(id, -1);
+		}
+		else if (customer_alive(rel, td->tg_newtuple, &id))
+		{
+			Datum		oldid;
+
+			(void) customer_alive(rel, td->tg_trigtuple, &oldid);
+			lock_customer_for_update(oldid);
+		}
 		if (customer_alive(rel, td->tg_newtuple, &id))
 			customer_contributions(id, 1);
 	}
@@ -854,6 +997,8 @@ wm_maintain(PG_FUNCTION_ARGS)
 		table = WM_TABLE_CUSTOMERS;
 	else
 		return PointerGetDatum(result);
+	if (table != WM_TABLE_CUSTOMERS && !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		statement_ends();
 	if (!maint.eligible)
 		return PointerGetDatum(result);
 

@@ -534,6 +534,14 @@ wm_postgis_schema(void)
 	return config.postgis_schema;
 }
 
+/* Does the attached table of this role have a column wm_perf refuses? */
+bool
+wm_table_has_problem(WmTable table)
+{
+	ensure_loaded();
+	return config.table_problem[table] != NULL;
+}
+
 /* The extension's schema, quoted for SQL. */
 const char *
 wm_extension_schema(void)

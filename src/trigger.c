@@ -460,6 +460,10 @@ wm_invalidate_cache(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BEFORE(ev))
 	{
 		wm_xact_touch_scope(scope);
+		/* Its delta is recorded by the AFTER statement trigger (maintain.c). */
+		if ((table == WM_TABLE_BINS || table == WM_TABLE_SERVICE_EVENTS) &&
+			RelationGetRelid(trigdata->tg_relation) == wm_table_oid(table))
+			wm_maintained_statement_begins();
 		return PointerGetDatum(NULL);
 	}
 

@@ -181,6 +181,7 @@ extern void *wm_maintained_enter(void);
 extern void wm_maintained_leave(void *state);
 extern void wm_maintained_rebuild_if_set_up(void);
 extern void wm_maintained_invalidate(void);
+extern void wm_maintained_statement_begins(void);
 
 /* worker.c */
 extern void wm_worker_register(void);
@@ -200,6 +201,7 @@ extern uint64 wm_table_invalidations(WmTable table);
 extern const char *wm_postgis_schema(void);
 extern const char *wm_extension_schema(void);
 extern Oid	wm_extension_schema_oid(void);
+extern bool wm_table_has_problem(WmTable table);
 extern void wm_spi_check(int rc, int expected, const char *what);
 
 /* xact.c */
