@@ -249,6 +249,10 @@ as_owner_begin(WmAsOwner *s)
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	/* Millisecond queries: JIT compilation would cost more than they do. */
+	(void) set_config_option("jit", "off",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 }
 
 static void
@@ -1156,9 +1160,13 @@ wm_maintained_bin_plans(SPIPlanPtr *plan, SPIPlanPtr *eplan)
 					 " SELECT t, sum(n)::int8 FROM ("
 					 "  SELECT a.event_type AS t, a.n FROM %s.wm_agg_events a, h WHERE a.hour >= h.hi"
 					 "  UNION ALL"
-					 "  SELECT " TXT("e.event_type") ", 1 FROM %s e JOIN %s c ON c.id = e.customer_id, h"
-					 "   WHERE e.deleted_at IS NULL AND c.deleted_at IS NULL"
-					 "   AND e.created_at >= h.lo AND e.created_at < h.hi) x"
+					 "  SELECT " TXT("e.event_type") ", 1 FROM %s e, h"
+					 "   WHERE e.deleted_at IS NULL"
+					 "   AND e.created_at >= h.lo AND e.created_at < h.hi"
+					 "   AND pg_catalog.date_trunc('hour', (CURRENT_DATE - 30)::timestamptz, 'UTC')"
+					 "    <> (CURRENT_DATE - 30)::timestamptz"
+					 "   AND EXISTS (SELECT 1 FROM %s c WHERE c.id = e.customer_id"
+					 "    AND c.deleted_at IS NULL OFFSET 0)) x"
 					 " GROUP BY 1 HAVING sum(n) <> 0 ORDER BY 1",
 					 maint.schema, wm_table_qualname(WM_TABLE_SERVICE_EVENTS),
 					 wm_table_qualname(WM_TABLE_CUSTOMERS));
