@@ -363,13 +363,26 @@ advisory_try_lock(void)
  * Connected to SPI, as the owner, holding the advisory lock.  Returns the
  * number of rows removed.
  */
+/* One table's fold statement; returns the rows it removed. */
+static int64
+fold_table(int slot, const char *sql, const char *what)
+{
+	bool		isnull;
+	int64		deleted;
+	int64		inserted;
+	int			rc = exec_kept(slot, sql, 0, NULL, NULL);
+
+	wm_spi_check(rc, SPI_OK_SELECT, what);
+	deleted = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	inserted = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	return deleted - inserted;
+}
+
 static int64
 fold_locked(void)
 {
 	const char *s = maint.schema;
-	int64		before = 0;
-	int64		after = 0;
-	int			rc;
+	int64		removed = 0;
 	StringInfoData sql;
 
 	/*
@@ -394,10 +407,7 @@ fold_locked(void)
 					 "   OR sum(cap_n) <> 0 OR sum(need_fill) <> 0 RETURNING 1)"
 					 " SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM i)",
 					 s, s, s);
-	rc = exec_kept(WM_KEPT_FOLD_BINS, sql.data, 0, NULL, NULL);
-	wm_spi_check(rc, SPI_OK_SELECT, "folding wm_agg_bins");
-	before += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool){0}));
-	after += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &(bool){0}));
+	removed += fold_table(WM_KEPT_FOLD_BINS, sql.data, "folding wm_agg_bins");
 
 	resetStringInfo(&sql);
 	appendStringInfo(&sql,
@@ -411,10 +421,7 @@ fold_locked(void)
 					 "  HAVING sum(n) <> 0 RETURNING 1)"
 					 " SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM i)",
 					 s, s, s);
-	rc = exec_kept(WM_KEPT_FOLD_DUE, sql.data, 0, NULL, NULL);
-	wm_spi_check(rc, SPI_OK_SELECT, "folding wm_agg_bins_due");
-	before += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool){0}));
-	after += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &(bool){0}));
+	removed += fold_table(WM_KEPT_FOLD_DUE, sql.data, "folding wm_agg_bins_due");
 
 	resetStringInfo(&sql);
 	appendStringInfo(&sql,
@@ -429,12 +436,9 @@ fold_locked(void)
 					 "  GROUP BY 1, 2 HAVING sum(n) <> 0 RETURNING 1)"
 					 " SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM i)",
 					 s, WM_EVENT_DAYS, s, s, WM_EVENT_DAYS);
-	rc = exec_kept(WM_KEPT_FOLD_EVENTS, sql.data, 0, NULL, NULL);
-	wm_spi_check(rc, SPI_OK_SELECT, "folding wm_agg_events");
-	before += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool){0}));
-	after += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &(bool){0}));
+	removed += fold_table(WM_KEPT_FOLD_EVENTS, sql.data, "folding wm_agg_events");
 	pfree(sql.data);
-	return before - after;
+	return removed;
 }
 
 /*
