@@ -7,7 +7,8 @@
 set -euo pipefail
 
 WM_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PG_BIN=/usr/lib/postgresql/15/bin
+# WM_PG_BIN: another installation (a relocated copy, another major version).
+PG_BIN=${WM_PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_CONFIG=$PG_BIN/pg_config
 WM_PACKAGES="build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-postgis-3
 postgresql-15-postgis-3-scripts postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
