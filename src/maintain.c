@@ -15,8 +15,9 @@
  *
  * plus wm_agg_state, one row naming the tables the state was built from.
  * Every row is a delta: the value of a group is the sum of its rows.  A
- * writer's statement trigger aggregates its transition tables into one row
- * per group it touched and inserts those rows in the writer's own
+ * writer's statement trigger aggregates its transition tables (in C, see
+ * record_delta()) into one row per group it touched and inserts those rows
+ * in the writer's own
  * transaction, so MVCC does the rest: an aborted transaction, a rolled-back
  * savepoint or a prepared transaction adds nothing visible, crash recovery
  * and standbys replay the rows like any other, and a reader that sums the
@@ -68,29 +69,40 @@
 
 #include "access/htup_details.h"
 #include "access/relation.h"
-#include "storage/bufmgr.h"
-#include "storage/proc.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
+#include "common/int.h"
 #include "common/pg_prng.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 #include "utils/tuplestore.h"
+#include "utils/uuid.h"
 
 #include "wm_perf.h"
 
@@ -303,8 +315,12 @@ typedef enum WmKept
 	WM_KEPT_FOLD_EVENTS,
 	WM_KEPT_FOREIGN_KEYS,
 	WM_KEPT_LOCK_CUSTOMER,
-	WM_KEPT_WRITER,				/* + table (0 bins, 1 events) * 3 + event */
-	WM_KEPT_COUNT = WM_KEPT_WRITER + 6
+	WM_KEPT_LIVENESS,
+	WM_KEPT_LIVENESS_ONE,
+	WM_KEPT_INSERT_BINS,
+	WM_KEPT_INSERT_DUE,
+	WM_KEPT_INSERT_EVENTS,
+	WM_KEPT_COUNT
 } WmKept;
 
 static SPIPlanPtr kept[WM_KEPT_COUNT];
@@ -323,16 +339,22 @@ forget_kept(void)
 }
 
 static int
-exec_plan_latest(SPIPlanPtr plan, Datum *args)
+exec_plan_latest_nulls(SPIPlanPtr plan, Datum *args, const char *nulls)
 {
 	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
 	int			rc;
 
-	rc = SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot, false, false, 0);
+	rc = SPI_execute_snapshot(plan, args, nulls, snap, InvalidSnapshot, false, false, 0);
 	UnregisterSnapshot(snap);
 	if (rc < 0)
 		elog(ERROR, "SPI failed in wm_perf maintenance: %s", SPI_result_code_string(rc));
 	return rc;
+}
+
+static int
+exec_plan_latest(SPIPlanPtr plan, Datum *args)
+{
+	return exec_plan_latest_nulls(plan, args, NULL);
 }
 
 /* Execute sql (already connected to SPI) under the latest snapshot. */
@@ -351,11 +373,17 @@ exec_latest(const char *sql, int nargs, Oid *argtypes, Datum *args)
 
 /* The same through the kept plan of slot (sql is used only to prepare it). */
 static int
-exec_kept(int slot, const char *sql, int nargs, Oid *argtypes, Datum *args)
+exec_kept_nulls(int slot, const char *sql, int nargs, Oid *argtypes, Datum *args,
+				const char *nulls)
 {
 	if (kept[slot] == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+		/*
+		 * Generic plans: the plan cache would otherwise plan every execution
+		 * of "id = ANY ($1)" afresh, a custom plan for one element always
+		 * looking cheaper than the generic one's guess of ten.
+		 */
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -363,7 +391,13 @@ exec_kept(int slot, const char *sql, int nargs, Oid *argtypes, Datum *args)
 			elog(ERROR, "SPI_keepplan failed");
 		kept[slot] = plan;
 	}
-	return exec_plan_latest(kept[slot], args);
+	return exec_plan_latest_nulls(kept[slot], args, nulls);
+}
+
+static int
+exec_kept(int slot, const char *sql, int nargs, Oid *argtypes, Datum *args)
+{
+	return exec_kept_nulls(slot, sql, nargs, argtypes, args, NULL);
 }
 
 static void
@@ -404,8 +438,9 @@ fold_table(int slot, const char *sql, const char *what)
 	return deleted - inserted;
 }
 
+/* Fold the tables a statement of table feeds (WM_TABLE_CUSTOMERS: all). */
 static int64
-fold_locked(void)
+fold_locked(WmTable table)
 {
 	const char *s = maint.schema;
 	int64		removed = 0;
@@ -433,7 +468,8 @@ fold_locked(void)
 					 "   OR sum(cap_n) <> 0 OR sum(need_fill) <> 0 RETURNING 1)"
 					 " SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM i)",
 					 s, s, s);
-	removed += fold_table(WM_KEPT_FOLD_BINS, sql.data, "folding wm_agg_bins");
+	if (table != WM_TABLE_SERVICE_EVENTS)
+		removed += fold_table(WM_KEPT_FOLD_BINS, sql.data, "folding wm_agg_bins");
 
 	resetStringInfo(&sql);
 	appendStringInfo(&sql,
@@ -447,7 +483,8 @@ fold_locked(void)
 					 "  HAVING sum(n) <> 0 RETURNING 1)"
 					 " SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM i)",
 					 s, s, s);
-	removed += fold_table(WM_KEPT_FOLD_DUE, sql.data, "folding wm_agg_bins_due");
+	if (table != WM_TABLE_SERVICE_EVENTS)
+		removed += fold_table(WM_KEPT_FOLD_DUE, sql.data, "folding wm_agg_bins_due");
 
 	resetStringInfo(&sql);
 	appendStringInfo(&sql,
@@ -462,7 +499,8 @@ fold_locked(void)
 					 "  GROUP BY 1, 2 HAVING sum(n) <> 0 RETURNING 1)"
 					 " SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM i)",
 					 s, WM_EVENT_DAYS, s, s, WM_EVENT_DAYS);
-	removed += fold_table(WM_KEPT_FOLD_EVENTS, sql.data, "folding wm_agg_events");
+	if (table != WM_TABLE_BINS)
+		removed += fold_table(WM_KEPT_FOLD_EVENTS, sql.data, "folding wm_agg_events");
 	pfree(sql.data);
 	return removed;
 }
@@ -663,31 +701,10 @@ wm_statistics_compact(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
 	as_owner_begin(&s);
 	advisory_lock();
-	n = fold_locked();
+	n = fold_locked(WM_TABLE_CUSTOMERS);
 	as_owner_end(&s);
 	SPI_finish();
 	PG_RETURN_INT64(n);
-}
-
-/*
- * The rows of the transition tables as "SELECT sign AS wm_s, <columns the
- * statistics read> FROM name t" (not t.*: the geometry would be copied into
- * the CTE's tuplestore for nothing).
- */
-static void
-append_rows(StringInfo sql, TriggerData *td, WmTable table, const char *sign)
-{
-	const char *cols = table == WM_TABLE_BINS ? BINS_COLS : EVENTS_COLS;
-	bool		first = true;
-
-	if (TRIGGER_FIRED_BY_INSERT(td->tg_event) || TRIGGER_FIRED_BY_UPDATE(td->tg_event))
-	{
-		appendStringInfo(sql, "SELECT 1 AS %s, %s FROM wm_new t", sign, cols);
-		first = false;
-	}
-	if (TRIGGER_FIRED_BY_DELETE(td->tg_event) || TRIGGER_FIRED_BY_UPDATE(td->tg_event))
-		appendStringInfo(sql, "%sSELECT -1 AS %s, %s FROM wm_old t",
-						 first ? "" : " UNION ALL ", sign, cols);
 }
 
 static int64
@@ -702,13 +719,652 @@ transition_rows(TriggerData *td)
 	return n;
 }
 
+/*
+ * The delta of one statement, aggregated in C from its transition tables.
+ *
+ * A pickup's statement holds one or two rows, a bulk UPDATE hundreds of
+ * thousands: SQL over the transition tables cost an executor start of a
+ * plan with CTEs, a join and two groupings per pickup, and per row a few
+ * executor nodes.  Here the rows are read twice from the tuplestores: once
+ * for the customers they name (whose liveness one query reads, and locks),
+ * once to add each row that counts to its group.  Then one INSERT per
+ * group whose delta is not all zeros.  The sums are those of BINS_SELECT,
+ * DUE_SELECT and EVENTS_SELECT (the rebuild's and the customers' SQL):
+ * wm_statistics_verify() and the regression tests compare the two.
+ */
+
+/* A sum of signed values: int64 while it fits, numeric after. */
+typedef struct WmSum
+{
+	int64		i;
+	Numeric		num;			/* NULL while the sum fits in i */
+} WmSum;
+
+/* One group's key and sums (labels: NULL for SQL NULL). */
+typedef struct WmGroup
+{
+	uint32		hash;
+	int			keylen;
+	char	   *key;			/* encoded, see group_key() */
+	text	   *label[3];
+	int64		extra;			/* hour (events) or date (due) */
+	int64		n,
+				gps,
+				sensor,
+				smart,
+				fill_n,
+				cap_n,
+				need_fill;
+	WmSum		fill_sum,
+				cap_sum;
+} WmGroup;
+
+typedef struct WmGroups
+{
+	WmGroup   **slots;
+	int			size;			/* a power of 2 */
+	int			used;
+} WmGroups;
+
+/* Output of one enum value, remembered for the statement. */
+typedef struct WmEnumLabel
+{
+	Oid			value;
+	text	   *label;
+} WmEnumLabel;
+
+typedef struct WmDelta
+{
+	MemoryContext cxt;			/* everything of the statement */
+	MemoryContext row_cxt;		/* reset after every row */
+	TupleTableSlot *slot;
+	int			att[10];		/* attribute numbers, see delta_columns */
+	Oid			typ[10];
+	HTAB	   *customers;		/* pg_uuid_t -> WmCustomer */
+	WmGroups	bins,
+				due,
+				events;
+	WmEnumLabel enums[64];
+	int			nenums;
+	StringInfoData key;
+} WmDelta;
+
+typedef struct WmCustomer
+{
+	pg_uuid_t	id;
+	char		state;			/* 0 not found, 1 alive, 2 soft-deleted */
+} WmCustomer;
+
+/* delta_columns[table][k]: the columns a statistic reads. */
+enum
+{
+	D_CUSTOMER, D_DELETED, D_STATUS, D_BIN_TYPE, D_MATERIAL, D_GPS, D_SENSOR,
+	D_FILL, D_CAPACITY, D_NEXT_SERVICE,
+	D_EVENT_TYPE = D_STATUS, D_CREATED = D_BIN_TYPE
+};
+static const char *const delta_columns[2][10] = {
+	{"customer_id", "deleted_at", "status", "bin_type", "material", "gps_enabled",
+	"sensor_enabled", "fill_level_percent", "capacity_cubic_yards", "next_service_date"},
+	{"customer_id", "deleted_at", "event_type", "created_at", NULL}
+};
+
+/*
+ * sum += sign * v.  The operation runs in the caller's (row) context, where
+ * it may detoast; only the result is copied into the statement's.
+ */
+static void
+sum_add_numeric(WmSum *sum, int sign, Numeric v, WmDelta *d)
+{
+	Numeric		prev = sum->num;
+	Numeric		res;
+	MemoryContext old;
+
+	if (prev == NULL)
+	{
+		old = MemoryContextSwitchTo(d->cxt);
+		prev = int64_to_numeric(sum->i);
+		MemoryContextSwitchTo(old);
+	}
+	res = DatumGetNumeric(DirectFunctionCall2(sign > 0 ? numeric_add : numeric_sub,
+											  NumericGetDatum(prev), NumericGetDatum(v)));
+	sum->num = MemoryContextAlloc(d->cxt, VARSIZE(res));
+	memcpy(sum->num, res, VARSIZE(res));
+	pfree(prev);
+}
+
+static void
+sum_add_int(WmSum *sum, int sign, int64 v, WmDelta *d)
+{
+	int64		r;
+
+	if (sum->num == NULL &&
+		!(sign > 0 ? pg_add_s64_overflow(sum->i, v, &r) : pg_sub_s64_overflow(sum->i, v, &r)))
+	{
+		sum->i = r;
+		return;
+	}
+	sum_add_numeric(sum, sign, int64_to_numeric(v), d);
+}
+
+static Datum
+sum_value(WmSum *sum)
+{
+	return NumericGetDatum(sum->num ? sum->num : int64_to_numeric(sum->i));
+}
+
+static bool
+sum_nonzero(WmSum *sum)
+{
+	if (sum->num == NULL)
+		return sum->i != 0;
+	return DatumGetBool(DirectFunctionCall2(numeric_ne, NumericGetDatum(sum->num),
+											NumericGetDatum(int64_to_numeric(0))));
+}
+
+/* An integer column's value (int2, int4 or int8, as attach checked). */
+static int64
+int_value(Datum v, Oid typid)
+{
+	if (typid == INT2OID)
+		return DatumGetInt16(v);
+	if (typid == INT4OID)
+		return DatumGetInt32(v);
+	return DatumGetInt64(v);
+}
+
+/*
+ * A label column's text as format('%s') gives it: an enum's label (output
+ * once per value and statement), or the text itself (text, varchar and
+ * bpchar output their bytes).  The result may live in the row context.
+ */
+static text *
+label_of(WmDelta *d, int k, bool *isnull)
+{
+	Datum		v = slot_getattr(d->slot, d->att[k], isnull);
+	Oid			typid = d->typ[k];
+	int			i;
+
+	if (*isnull)
+		return NULL;
+	if (typid == TEXTOID || typid == VARCHAROID || typid == BPCHAROID)
+		return DatumGetTextPP(v);
+	for (i = 0; i < d->nenums; i++)
+		if (d->enums[i].value == DatumGetObjectId(v))
+			return d->enums[i].label;
+	{
+		MemoryContext old = MemoryContextSwitchTo(d->cxt);
+		text	   *t = cstring_to_text(DatumGetCString(DirectFunctionCall1(enum_out, v)));
+
+		MemoryContextSwitchTo(old);
+		if (d->nenums < (int) lengthof(d->enums))
+		{
+			d->enums[d->nenums].value = DatumGetObjectId(v);
+			d->enums[d->nenums].label = t;
+			d->nenums++;
+		}
+		return t;
+	}
+}
+
+/* Encode a label (or NULL) into the key buffer. */
+static void
+key_label(StringInfo key, text *t)
+{
+	if (t == NULL)
+		appendStringInfoChar(key, '\0');
+	else
+	{
+		int32		len = VARSIZE_ANY_EXHDR(t);
+
+		appendStringInfoChar(key, '\1');
+		appendBinaryStringInfo(key, (char *) &len, sizeof(len));
+		appendBinaryStringInfo(key, VARDATA_ANY(t), len);
+	}
+}
+
+/* The group of the key in d->key plus extra (made with labels if new). */
+static WmGroup *
+group_of(WmDelta *d, WmGroups *g, text **labels, int nlabels, int64 extra)
+{
+	uint32		h;
+	int			i;
+	int			pos;
+	WmGroup    *e;
+
+	appendBinaryStringInfo(&d->key, (char *) &extra, sizeof(extra));
+	h = hash_bytes((const unsigned char *) d->key.data, d->key.len);
+	if (g->slots == NULL || g->used * 2 >= g->size)
+	{
+		int			size = g->slots ? g->size * 2 : 64;
+		WmGroup   **slots = MemoryContextAllocZero(d->cxt, size * sizeof(WmGroup *));
+
+		for (i = 0; g->slots && i < g->size; i++)
+			if (g->slots[i])
+			{
+				int			j = g->slots[i]->hash & (size - 1);
+
+				while (slots[j])
+					j = (j + 1) & (size - 1);
+				slots[j] = g->slots[i];
+			}
+		if (g->slots)
+			pfree(g->slots);
+		g->slots = slots;
+		g->size = size;
+	}
+	for (pos = h & (g->size - 1); (e = g->slots[pos]) != NULL; pos = (pos + 1) & (g->size - 1))
+		if (e->hash == h && e->keylen == d->key.len &&
+			memcmp(e->key, d->key.data, e->keylen) == 0)
+			return e;
+	e = MemoryContextAllocZero(d->cxt, sizeof(WmGroup));
+	e->hash = h;
+	e->keylen = d->key.len;
+	e->key = MemoryContextAlloc(d->cxt, d->key.len);
+	memcpy(e->key, d->key.data, d->key.len);
+	for (i = 0; i < nlabels; i++)
+		if (labels[i])
+		{
+			int			len = VARSIZE_ANY_EXHDR(labels[i]);
+			text	   *t = MemoryContextAlloc(d->cxt, VARHDRSZ + len);
+
+			SET_VARSIZE(t, VARHDRSZ + len);
+			memcpy(VARDATA(t), VARDATA_ANY(labels[i]), len);
+			e->label[i] = t;
+		}
+	e->extra = extra;
+	g->slots[pos] = e;
+	g->used++;
+	return e;
+}
+
+static bool
+label_is(text *t, const char *s)
+{
+	int			len = strlen(s);
+
+	return t != NULL && (int) VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
+}
+
+/*
+ * Read a transition table from its start through a read pointer of our own
+ * (as a named tuplestore scan does): other triggers read the same store.
+ */
+static void
+delta_rescan(Tuplestorestate *ts)
+{
+	int			ptr = tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND);
+
+	tuplestore_select_read_pointer(ts, ptr);
+	tuplestore_rescan(ts);
+}
+
+/*
+ * The customers the counting rows name, with their liveness: one query for
+ * all of them, FOR KEY SHARE unless the table is locked (big).
+ */
+static void
+delta_customers(WmDelta *d, TriggerData *td, bool big)
+{
+	Tuplestorestate *stores[2] = {td->tg_newtable, td->tg_oldtable};
+	HASH_SEQ_STATUS seq;
+	WmCustomer *c;
+	Datum	   *ids;
+	int			nids = 0;
+	int			k;
+	int			rc;
+	uint64		i;
+
+	for (k = 0; k < 2; k++)
+	{
+		if (stores[k] == NULL)
+			continue;
+		delta_rescan(stores[k]);
+		while (tuplestore_gettupleslot(stores[k], true, false, d->slot))
+		{
+			bool		isnull;
+			Datum		v;
+
+			(void) slot_getattr(d->slot, d->att[D_DELETED], &isnull);
+			if (!isnull)
+				continue;
+			v = slot_getattr(d->slot, d->att[D_CUSTOMER], &isnull);
+			if (isnull)
+				continue;
+			(void) hash_search(d->customers, DatumGetUUIDP(v), HASH_ENTER, NULL);
+		}
+	}
+	if (hash_get_num_entries(d->customers) == 0)
+		return;
+
+	ids = MemoryContextAlloc(d->cxt, hash_get_num_entries(d->customers) * sizeof(Datum));
+	hash_seq_init(&seq, d->customers);
+	while ((c = hash_seq_search(&seq)) != NULL)
+	{
+		c->state = 0;
+		ids[nids++] = UUIDPGetDatum(&c->id);
+	}
+	if (nids == 1 && !big)
+	{
+		/* a pickup: one customer, one index lookup */
+		Oid			types[1] = {UUIDOID};
+		char	   *sql = psprintf("SELECT c.id, c.deleted_at IS NULL FROM %s c"
+								   " WHERE c.id OPERATOR(pg_catalog.=) $1 FOR KEY SHARE OF c",
+								   wm_table_qualname(WM_TABLE_CUSTOMERS));
+
+		rc = exec_kept(WM_KEPT_LIVENESS_ONE, sql, 1, types, ids);
+		wm_spi_check(rc, SPI_OK_SELECT, "reading the customer's liveness");
+		pfree(sql);
+	}
+	else
+	{
+		Oid			types[1] = {UUIDARRAYOID};
+		Datum		args[1];
+		char	   *sql;
+
+		args[0] = PointerGetDatum(construct_array(ids, nids, UUIDOID, UUID_LEN, false,
+												  TYPALIGN_CHAR));
+		sql = psprintf("SELECT c.id, c.deleted_at IS NULL FROM %s c"
+					   " WHERE c.id OPERATOR(pg_catalog.=) ANY ($1)%s",
+					   wm_table_qualname(WM_TABLE_CUSTOMERS), big ? "" : " FOR KEY SHARE OF c");
+		if (big)
+			rc = exec_latest(sql, 1, types, args);
+		else
+			rc = exec_kept(WM_KEPT_LIVENESS, sql, 1, types, args);
+		wm_spi_check(rc, SPI_OK_SELECT, "reading the customers' liveness");
+		pfree(sql);
+	}
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		id = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		Datum		alive = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+
+		c = hash_search(d->customers, DatumGetUUIDP(id), HASH_FIND, NULL);
+		if (c)
+			c->state = DatumGetBool(alive) ? 1 : 2;
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/* Add the row in d->slot, with sign, to the bins and due groups. */
+static void
+delta_bin_row(WmDelta *d, int sign)
+{
+	text	   *labels[3];
+	bool		isnull[3];
+	bool		gps,
+				sensor,
+				fill_null,
+				cap_null,
+				date_null,
+				n;
+	bool		active,
+				full;
+	int64		fill = 0;
+	Datum		cap;
+	Datum		date;
+	WmGroup    *g;
+	int			k;
+
+	for (k = 0; k < 3; k++)
+		labels[k] = label_of(d, D_STATUS + k, &isnull[k]);
+	gps = DatumGetBool(slot_getattr(d->slot, d->att[D_GPS], &n));
+	gps = gps && !n;
+	sensor = DatumGetBool(slot_getattr(d->slot, d->att[D_SENSOR], &n));
+	sensor = sensor && !n;
+	{
+		Datum		v = slot_getattr(d->slot, d->att[D_FILL], &fill_null);
+
+		if (!fill_null)
+			fill = int_value(v, d->typ[D_FILL]);
+	}
+	cap = slot_getattr(d->slot, d->att[D_CAPACITY], &cap_null);
+	date = slot_getattr(d->slot, d->att[D_NEXT_SERVICE], &date_null);
+	active = label_is(labels[0], "active");
+	full = !fill_null && fill >= 80;
+
+	resetStringInfo(&d->key);
+	for (k = 0; k < 3; k++)
+		key_label(&d->key, labels[k]);
+	g = group_of(d, &d->bins, labels, 3, 0);
+	g->n += sign;
+	if (gps)
+		g->gps += sign;
+	if (sensor)
+		g->sensor += sign;
+	if (gps || sensor)
+		g->smart += sign;
+	if (!fill_null)
+	{
+		sum_add_int(&g->fill_sum, sign, fill, d);
+		g->fill_n += sign;
+	}
+	if (!cap_null)
+	{
+		if (d->typ[D_CAPACITY] == NUMERICOID)
+			sum_add_numeric(&g->cap_sum, sign, DatumGetNumeric(cap), d);
+		else
+			sum_add_int(&g->cap_sum, sign, int_value(cap, d->typ[D_CAPACITY]), d);
+		g->cap_n += sign;
+	}
+	if (active && full)
+		g->need_fill += sign;
+
+	/* Active, not already due by its fill level, with a service date. */
+	if (active && !full && !date_null)
+	{
+		resetStringInfo(&d->key);
+		key_label(&d->key, labels[1]);
+		key_label(&d->key, labels[2]);
+		g = group_of(d, &d->due, labels + 1, 2, DatumGetDateADT(date));
+		g->n += sign;
+	}
+}
+
+/* Add the row in d->slot, with sign, to the event groups. */
+static void
+delta_event_row(WmDelta *d, int sign)
+{
+	bool		isnull;
+	text	   *label = label_of(d, D_EVENT_TYPE, &isnull);
+	Datum		v = slot_getattr(d->slot, d->att[D_CREATED], &isnull);
+	TimestampTz ts;
+	WmGroup    *g;
+
+	if (isnull)
+		return;
+	/* date_trunc('hour', created_at, 'UTC'): the hour at or below, in UTC */
+	ts = DatumGetTimestampTz(v);
+	if (!TIMESTAMP_NOT_FINITE(ts))
+	{
+		int64		h = ts / USECS_PER_HOUR;
+
+		if (ts % USECS_PER_HOUR < 0)
+			h--;
+		ts = h * USECS_PER_HOUR;
+	}
+	resetStringInfo(&d->key);
+	key_label(&d->key, label);
+	g = group_of(d, &d->events, &label, 1, ts);
+	g->n += sign;
+}
+
+/* The INSERTs of the groups whose delta is not all zeros. */
+static void
+delta_store(WmDelta *d, WmTable table)
+{
+	const char *s = maint.schema;
+	int			i;
+	int			rc;
+
+	if (table == WM_TABLE_BINS)
+	{
+		char	   *sql = psprintf("INSERT INTO %s.wm_agg_bins VALUES"
+								   " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)", s);
+		char	   *dsql = psprintf("INSERT INTO %s.wm_agg_bins_due VALUES ($1, $2, $3, $4)", s);
+		Oid			types[12] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID,
+		NUMERICOID, INT8OID, NUMERICOID, INT8OID, INT8OID};
+		Oid			dtypes[4] = {TEXTOID, TEXTOID, DATEOID, INT8OID};
+
+		for (i = 0; i < d->bins.size; i++)
+		{
+			WmGroup    *g = d->bins.slots[i];
+			Datum		args[12];
+			char		nulls[12];
+			int			k;
+
+			if (g == NULL || !(g->n || g->gps || g->sensor || g->smart || g->fill_n ||
+							   g->cap_n || g->need_fill || sum_nonzero(&g->fill_sum) ||
+							   sum_nonzero(&g->cap_sum)))
+				continue;
+			memset(nulls, ' ', sizeof(nulls));
+			for (k = 0; k < 3; k++)
+			{
+				args[k] = PointerGetDatum(g->label[k]);
+				if (g->label[k] == NULL)
+					nulls[k] = 'n';
+			}
+			args[3] = Int64GetDatum(g->n);
+			args[4] = Int64GetDatum(g->gps);
+			args[5] = Int64GetDatum(g->sensor);
+			args[6] = Int64GetDatum(g->smart);
+			args[7] = sum_value(&g->fill_sum);
+			args[8] = Int64GetDatum(g->fill_n);
+			args[9] = sum_value(&g->cap_sum);
+			args[10] = Int64GetDatum(g->cap_n);
+			args[11] = Int64GetDatum(g->need_fill);
+			rc = exec_kept_nulls(WM_KEPT_INSERT_BINS, sql, 12, types, args, nulls);
+			wm_spi_check(rc, SPI_OK_INSERT, "recording a statistics delta");
+		}
+		for (i = 0; i < d->due.size; i++)
+		{
+			WmGroup    *g = d->due.slots[i];
+			Datum		args[4];
+			char		nulls[4] = {' ', ' ', ' ', ' '};
+
+			if (g == NULL || g->n == 0)
+				continue;
+			args[0] = PointerGetDatum(g->label[0]);
+			args[1] = PointerGetDatum(g->label[1]);
+			nulls[0] = g->label[0] ? ' ' : 'n';
+			nulls[1] = g->label[1] ? ' ' : 'n';
+			args[2] = DateADTGetDatum((DateADT) g->extra);
+			args[3] = Int64GetDatum(g->n);
+			rc = exec_kept_nulls(WM_KEPT_INSERT_DUE, dsql, 4, dtypes, args, nulls);
+			wm_spi_check(rc, SPI_OK_INSERT, "recording a statistics delta");
+		}
+		pfree(sql);
+		pfree(dsql);
+	}
+	else
+	{
+		char	   *sql = psprintf("INSERT INTO %s.wm_agg_events VALUES ($1, $2, $3)", s);
+		Oid			types[3] = {TEXTOID, TIMESTAMPTZOID, INT8OID};
+
+		for (i = 0; i < d->events.size; i++)
+		{
+			WmGroup    *g = d->events.slots[i];
+			Datum		args[3];
+			char		nulls[3] = {' ', ' ', ' '};
+
+			if (g == NULL || g->n == 0)
+				continue;
+			args[0] = PointerGetDatum(g->label[0]);
+			nulls[0] = g->label[0] ? ' ' : 'n';
+			args[1] = TimestampTzGetDatum((TimestampTz) g->extra);
+			args[2] = Int64GetDatum(g->n);
+			rc = exec_kept_nulls(WM_KEPT_INSERT_EVENTS, sql, 3, types, args, nulls);
+			wm_spi_check(rc, SPI_OK_INSERT, "recording a statistics delta");
+		}
+		pfree(sql);
+	}
+}
+
+/* Aggregate the statement's transition tables and insert its deltas. */
+static void
+record_delta(TriggerData *td, WmTable table, bool big)
+{
+	Tuplestorestate *stores[2] = {td->tg_newtable, td->tg_oldtable};
+	int			signs[2] = {1, -1};
+	TupleDesc	desc = RelationGetDescr(td->tg_relation);
+	const char *const *cols = delta_columns[table == WM_TABLE_BINS ? 0 : 1];
+	MemoryContext old;
+	WmDelta    *d;
+	HASHCTL		ctl;
+	int			k;
+
+	d = palloc0(sizeof(WmDelta));
+	d->cxt = AllocSetContextCreate(CurrentMemoryContext, "wm_perf delta",
+								   ALLOCSET_DEFAULT_SIZES);
+	d->row_cxt = AllocSetContextCreate(d->cxt, "wm_perf delta row",
+									   ALLOCSET_SMALL_SIZES);
+	for (k = 0; k < 10 && cols[k]; k++)
+	{
+		int			att = SPI_fnumber(desc, cols[k]);
+
+		if (att <= 0)
+			elog(ERROR, "wm_perf: column \"%s\" of %s not found", cols[k],
+				 RelationGetRelationName(td->tg_relation));
+		d->att[k] = att;
+		d->typ[k] = TupleDescAttr(desc, att - 1)->atttypid;
+	}
+	old = MemoryContextSwitchTo(d->cxt);
+	d->slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	initStringInfo(&d->key);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(pg_uuid_t);
+	ctl.entrysize = sizeof(WmCustomer);
+	ctl.hcxt = d->cxt;
+	d->customers = hash_create("wm_perf delta customers", 256, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	MemoryContextSwitchTo(old);
+
+	delta_customers(d, td, big);
+
+	for (k = 0; k < 2; k++)
+	{
+		if (stores[k] == NULL)
+			continue;
+		delta_rescan(stores[k]);
+		old = MemoryContextSwitchTo(d->row_cxt);
+		while (tuplestore_gettupleslot(stores[k], true, false, d->slot))
+		{
+			bool		isnull;
+			Datum		v;
+			WmCustomer *c;
+
+			(void) slot_getattr(d->slot, d->att[D_DELETED], &isnull);
+			if (isnull)
+			{
+				v = slot_getattr(d->slot, d->att[D_CUSTOMER], &isnull);
+				c = isnull ? NULL :
+					hash_search(d->customers, DatumGetUUIDP(v), HASH_FIND, NULL);
+				if (c && c->state == 1)
+				{
+					if (table == WM_TABLE_BINS)
+						delta_bin_row(d, signs[k]);
+					else
+						delta_event_row(d, signs[k]);
+				}
+			}
+			/* a tuple read back from disk was palloc'd in row_cxt */
+			ExecClearTuple(d->slot);
+			MemoryContextReset(d->row_cxt);
+		}
+		MemoryContextSwitchTo(old);
+	}
+	ExecDropSingleTupleTableSlot(d->slot);
+	delta_store(d, table);
+	MemoryContextDelete(d->cxt);
+	pfree(d);
+}
+
 /* The statement trigger on bins or service_events. */
 static void
 maintain_statement(TriggerData *td, WmTable table)
 {
 	const char *s = maint.schema;
 	const char *cust = wm_table_qualname(WM_TABLE_CUSTOMERS);
-	StringInfoData sql;
 	bool		big;
 	int			rc;
 
@@ -731,83 +1387,32 @@ maintain_statement(TriggerData *td, WmTable table)
 		}
 	}
 
-	if (SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
-		elog(ERROR, "SPI_register_trigger_data failed");
 	/*
-	 * The customers' liveness, read FOR SHARE: that waits for a concurrent
-	 * change of a customer's liveness to commit (or makes it wait), and
-	 * returns the latest version.  A statement of a few rows locks its
-	 * customers row by row (an index lookup each; the kept plan is made for
-	 * a few rows); a big one locks the customers table in SHARE mode and
-	 * joins.
+	 * The customers' liveness, read FOR KEY SHARE: that waits for a
+	 * concurrent change of a customer's liveness to commit (or makes it
+	 * wait), and returns the latest version.  A statement of a few rows
+	 * locks its customers row by row; a big one locks the customers table
+	 * in SHARE mode instead.
 	 */
 	big = transition_rows(td) > WM_BIG_STATEMENT_ROWS;
-	initStringInfo(&sql);
 	if (big)
 	{
-		appendStringInfo(&sql, "LOCK TABLE %s IN SHARE MODE", cust);
-		rc = SPI_execute(sql.data, false, 0);
-		wm_spi_check(rc, SPI_OK_UTILITY, "locking the customers table");
-		resetStringInfo(&sql);
-	}
-	if (!big)
-	{
-		appendStringInfoString(&sql, "WITH r AS MATERIALIZED (");
-		append_rows(&sql, td, table, "wm_s");
-		appendStringInfo(&sql,
-						 "), live AS MATERIALIZED (SELECT c.id, c.deleted_at IS NULL AS alive FROM %s c"
-						 "  WHERE c.id IN (SELECT r.customer_id FROM r) FOR KEY SHARE OF c),"
-						 " x AS (SELECT r.* FROM r JOIN live l ON l.id = r.customer_id"
-						 "  WHERE l.alive AND r.deleted_at IS NULL)",
-						 cust);
-	}
-	else
-	{
-		/*
-		 * No filter the planner would have to estimate (a CTE's columns
-		 * have no statistics: "deleted_at IS NULL" is guessed at 0.5%, and
-		 * the grouping would sort): a row that does not count gets the
-		 * weight 0, which adds nothing to any sum, and a group of such rows
-		 * is not stored.  Customers are hash-joined, locked above.
-		 */
-		appendStringInfoString(&sql, "WITH x AS (SELECT CASE WHEN r.deleted_at IS NULL AND"
-							   " c.deleted_at IS NULL THEN r.wm_r ELSE 0 END AS wm_s, r.* FROM (");
-		append_rows(&sql, td, table, "wm_r");
-		appendStringInfo(&sql, ") r JOIN %s c ON c.id OPERATOR(pg_catalog.=) r.customer_id)", cust);
-	}
-	if (table == WM_TABLE_BINS)
-		appendStringInfo(&sql,
-						 ", d AS (INSERT INTO %s.wm_agg_bins_due " DUE_SELECT "FROM (" DUE_INNER
-						 " FROM x b" DUE_INNER_WHERE ") g" DUE_WHERE ")"
-						 " INSERT INTO %s.wm_agg_bins SELECT * FROM (" BINS_SELECT "FROM (" BINS_INNER
-						 " FROM x b" BINS_INNER_GROUP ") g) z" BINS_NONZERO,
-						 s, s);
-	else
-		appendStringInfo(&sql,
-						 " INSERT INTO %s.wm_agg_events " EVENTS_SELECT "FROM (" EVENTS_INNER
-						 " FROM x e" EVENTS_GROUP ") g",
-						 s);
-	/*
-	 * A few rows run a kept plan.  A big statement is planned for its own
-	 * transition tables (the planner reads their row counts), so that it
-	 * hashes rather than sorting a million rows estimated at a few; the
-	 * planning is nothing next to the statement.
-	 */
-	if (big)
-		rc = exec_latest(sql.data, 0, NULL, NULL);
-	else
-		rc = exec_kept(WM_KEPT_WRITER + (table == WM_TABLE_BINS ? 0 : 3) +
-					   (TRIGGER_FIRED_BY_INSERT(td->tg_event) ? 0 :
-						TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? 1 : 2),
-					   sql.data, 0, NULL, NULL);
-	wm_spi_check(rc, SPI_OK_INSERT, "recording a statistics delta");
-	pfree(sql.data);
+		char	   *q = psprintf("LOCK TABLE %s IN SHARE MODE", cust);
 
-	/* Now and then a writer folds, if no one else is folding. */
+		rc = SPI_execute(q, false, 0);
+		wm_spi_check(rc, SPI_OK_UTILITY, "locking the customers table");
+		pfree(q);
+	}
+	record_delta(td, table, big);
+
+	/*
+	 * Now and then a writer folds what its table feeds, if no one else is
+	 * folding.
+	 */
 	if (XactIsoLevel == XACT_READ_COMMITTED &&
 		pg_prng_uint64_range(&pg_global_prng_state, 1, WM_FOLD_ONE_IN) == 1 &&
 		advisory_try_lock())
-		(void) fold_locked();
+		(void) fold_locked(table);
 }
 
 /*
