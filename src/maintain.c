@@ -92,6 +92,7 @@
 #include "utils/syscache.h"
 #include "utils/tuplestore.h"
 
+#include "compat.h"
 #include "wm_perf.h"
 
 /* A writer statement folds with this chance (1 in N), if no one else is. */
@@ -869,9 +870,9 @@ static LocalTransactionId pending_lxid = InvalidLocalTransactionId;
 static int
 pending(void)
 {
-	if (pending_lxid != MyProc->lxid)
+	if (pending_lxid != WM_MY_LXID)
 	{
-		pending_lxid = MyProc->lxid;
+		pending_lxid = WM_MY_LXID;
 		pending_statements = 0;
 	}
 	return pending_statements;
