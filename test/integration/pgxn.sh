@@ -25,6 +25,8 @@ use strict; use warnings;
 my ($file, $extversion, $src) = @ARGV;
 open my $fh, "<", $file or die "$file: $!";
 my $meta = eval { local $/; JSON::PP->new->utf8->relaxed(0)->decode(<$fh>) };
+# r(CONDITION, RULE, WHY): CONDITION in scalar context (a failed match in
+# list context is an empty list).
 sub r { my ($ok, $rule, $why) = @_; print $ok ? "ok $rule\n" : "bad $rule: " . ($why // "") . "\n"; }
 r(ref $meta eq "HASH", "META.json is a JSON object", $@);
 exit 0 unless ref $meta eq "HASH";
@@ -38,10 +40,10 @@ my %known = map { $_ => 1 } qw(name abstract version maintainer license provides
 r(!(grep { !$known{$_} && !/^x_/i } keys %$meta), "no unknown top-level key",
   join(" ", grep { !$known{$_} && !/^x_/i } keys %$meta));
 r(ref $meta->{"meta-spec"} eq "HASH" && ($meta->{"meta-spec"}{version} // "") eq "1.0.0", "meta-spec version 1.0.0");
-r(!ref $meta->{name} && ($meta->{name} // "") =~ $term, "name is a term");
+r(scalar(!ref $meta->{name} && ($meta->{name} // "") =~ $term), "name is a term");
 r(($meta->{name} // "") eq "wm_perf", "name is the extension name wm_perf");
 r(!ref $meta->{abstract} && length($meta->{abstract} // ""), "abstract is a non-empty string");
-r(($meta->{version} // "") =~ $semver, "version is a semantic version", $meta->{version});
+r(scalar(($meta->{version} // "") =~ $semver), "version is a semantic version", $meta->{version});
 # PGXN needs a semantic version; the control file says 1.1: the same
 # release when padded with .0 to three parts.
 my $padded = join(".", (split(/\./, $extversion), 0, 0)[0 .. 2]);
@@ -54,12 +56,12 @@ my %licenses = map { $_ => 1 } qw(agpl_3 apache_1_1 apache_2_0 artistic_1 artist
 r(!ref $meta->{license} && $licenses{$meta->{license} // ""}, "license is a known license string", $meta->{license});
 r(($meta->{license} // "") eq "postgresql", "license postgresql, as LICENSE says");
 my $p = $meta->{provides};
-r(ref $p eq "HASH" && %$p, "provides is a non-empty object");
+r(scalar(ref $p eq "HASH" && %$p), "provides is a non-empty object");
 if (ref $p eq "HASH") {
     r(exists $p->{wm_perf}, "provides the extension wm_perf");
     for my $ext (sort keys %$p) {
         my $e = $p->{$ext};
-        r($ext =~ $term, "provides: $ext is a term");
+        r(scalar($ext =~ $term), "provides: $ext is a term");
         r(ref $e eq "HASH" && defined $e->{file} && defined $e->{version}, "provides $ext: file and version");
         next unless ref $e eq "HASH";
         r(-f "$src/$e->{file}", "provides $ext: file $e->{file} exists");
@@ -69,7 +71,7 @@ if (ref $p eq "HASH") {
     }
 }
 if (exists $meta->{release_status}) {
-    r(($meta->{release_status} // "") =~ /^(stable|testing|unstable)$/, "release_status is stable, testing or unstable");
+    r(scalar(($meta->{release_status} // "") =~ /^(stable|testing|unstable)$/), "release_status is stable, testing or unstable");
 }
 if (exists $meta->{tags}) {
     r(ref $meta->{tags} eq "ARRAY" && !(grep { ref $_ || !/^[^\x00-\x1f]{1,255}$/ } @{$meta->{tags}}), "tags are strings");
