@@ -77,7 +77,7 @@ all install installcheck:
 endif
 
 # Individual suites against an already running server (PGHOST/PGPORT).
-.PHONY: regresscheck regresscheck-no-redis isolationcheck tapcheck test demo bench bench-steady valgrind
+.PHONY: regresscheck regresscheck-no-redis isolationcheck tapcheck test demo bench bench-steady valgrind compat-check dist deb
 
 regresscheck:
 	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
@@ -96,6 +96,21 @@ test:
 
 demo:
 	bash test/lib/run_demo.sh
+
+# The release archive for PGXN, from git (HEAD; untracked files never get in).
+DIST_OUT ?= .
+dist:
+	git archive --format=zip --prefix=$(EXTENSION)-$(EXTVERSION)/ -o $(DIST_OUT)/$(EXTENSION)-$(EXTVERSION).zip HEAD
+	@echo $(DIST_OUT)/$(EXTENSION)-$(EXTVERSION).zip
+
+# Debian packages postgresql-<v>-wm-perf (debian/, pg_buildext) in build/deb.
+deb:
+	bash test/lib/build_deb.sh
+
+# Every source file compiled (-Werror) against PostgreSQL 17's headers, and
+# its symbols checked against 17's postgres binary (Debian 13 packages).
+compat-check:
+	bash test/lib/compat_check.sh
 
 # The regress and isolation suites under valgrind (slow; not in `make test`).
 valgrind:

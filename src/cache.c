@@ -193,7 +193,7 @@ typedef struct WmJsonCheck
 	bool		top_is_object;
 } WmJsonCheck;
 
-static void
+static WM_JSON_ACTION_TYPE
 check_scalar(void *state, char *token, JsonTokenType tokentype)
 {
 	WmJsonCheck *c = (WmJsonCheck *) state;
@@ -203,9 +203,10 @@ check_scalar(void *state, char *token, JsonTokenType tokentype)
 		c->bad = true;
 	if (c->depth == 0)
 		c->bad = true;			/* a bare scalar is not a statistic */
+	WM_JSON_ACTION_DONE;
 }
 
-static void
+static WM_JSON_ACTION_TYPE
 check_object_start(void *state)
 {
 	WmJsonCheck *c = (WmJsonCheck *) state;
@@ -214,21 +215,24 @@ check_object_start(void *state)
 		c->top_is_object = true;
 	if (c->depth > WM_JSON_MAX_DEPTH)
 		c->bad = true;
+	WM_JSON_ACTION_DONE;
 }
 
-static void
+static WM_JSON_ACTION_TYPE
 check_object_end(void *state)
 {
 	((WmJsonCheck *) state)->depth--;
+	WM_JSON_ACTION_DONE;
 }
 
-static void
+static WM_JSON_ACTION_TYPE
 check_array_start(void *state)
 {
 	WmJsonCheck *c = (WmJsonCheck *) state;
 
 	if (c->depth++ == 0)
 		c->bad = true;
+	WM_JSON_ACTION_DONE;
 }
 
 /*
@@ -276,6 +280,7 @@ json_is_safe_object(const char *json, size_t len)
 {
 	JsonLexContext *lex;
 	JsonSemAction sem;
+	JsonParseErrorType rc;
 	WmJsonCheck check = {false, 0, false};
 
 	if (memchr(json, '\\', len) != NULL && strstr(json, "\\u") != NULL)
@@ -289,9 +294,10 @@ json_is_safe_object(const char *json, size_t len)
 	sem.object_end = check_object_end;
 	sem.array_start = check_array_start;
 	sem.array_end = check_object_end;
-	lex = makeJsonLexContextCstringLen((char *) json, (int) len,
-									   GetDatabaseEncoding(), true);
-	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
+	lex = WM_MAKE_JSON_LEX(json, len, GetDatabaseEncoding(), true);
+	rc = pg_parse_json(lex, &sem);
+	WM_FREE_JSON_LEX(lex);
+	if (rc != JSON_SUCCESS)
 		return false;
 	return !check.bad && check.top_is_object;
 }

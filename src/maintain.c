@@ -104,6 +104,7 @@
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
+#include "compat.h"
 #include "wm_perf.h"
 
 /* A writer statement folds with this chance (1 in N), if no one else is. */
@@ -1534,9 +1535,9 @@ static LocalTransactionId pending_lxid = InvalidLocalTransactionId;
 static int
 pending(void)
 {
-	if (pending_lxid != MyProc->lxid)
+	if (pending_lxid != WM_MY_LXID)
 	{
-		pending_lxid = MyProc->lxid;
+		pending_lxid = WM_MY_LXID;
 		pending_statements = 0;
 	}
 	return pending_statements;

@@ -278,7 +278,7 @@ geography_type_oid(const char *postgis)
 {
 	List	   *names;
 
-	names = stringToQualifiedNameList(psprintf("%s.geography", postgis));
+	names = WM_QUALIFIED_NAME_LIST(psprintf("%s.geography", postgis));
 	return LookupTypeNameOid(NULL, makeTypeNameFromNameList(names), false);
 }
 
