@@ -14,7 +14,8 @@
 #    _password in postgresql.conf (a superuser-only setting: only the server
 #    configuration sets it);
 # 4. the fixture (scale 0.002), the tables owned by an application role
-#    (regress_wm_app, not a superuser), wm_perf installed by the superuser and
+#    (regress_wm_app, not a superuser); then docs/migration.md's step 1:
+#    docs/concurrent_indexes.sql, wm_perf installed by the superuser and
 #    attached with allow_other_owners, the rules of
 #    docs/cache_rules_example.sql;
 # 5. `node --test` on examples/node/test/*.test.js as the application role,
@@ -125,9 +126,11 @@ BEGIN
     END LOOP;
 END $$;
 SQL
-# wm_perf, installed and attached as docs/migration.md says: CREATE EXTENSION
+# wm_perf, installed and attached as docs/migration.md (step 1) says: the
+# indexes built concurrently first, outside a transaction; CREATE EXTENSION
 # by a superuser attaches none of the application role's tables by itself,
 # so they are named, with the documented opt-in.
+NQ -d "$DB" -f "$WM_SRC/docs/concurrent_indexes.sql" >/dev/null || die "concurrent_indexes.sql"
 NQ -d "$DB" -c "CREATE EXTENSION wm_perf CASCADE" >/dev/null || die "CREATE EXTENSION"
 NQ -d "$DB" >"$NODE_TMP/attach.log" <<'SQL' || { cat "$NODE_TMP/attach.log"; die "wm_perf_attach"; }
 SELECT * FROM wm_perf_attach(routes => 'core.routes', bins => 'core.bins',
@@ -135,6 +138,9 @@ SELECT * FROM wm_perf_attach(routes => 'core.routes', bins => 'core.bins',
     organizations => 'operations.organizations', allow_other_owners => true);
 SQL
 grep -qx 'maintained statistics: built' "$NODE_TMP/attach.log" || { cat "$NODE_TMP/attach.log"; die "attach built no maintained statistics"; }
+[ "$(grep -c '^index .*: already present as ' "$NODE_TMP/attach.log")" = 7 ] ||
+    { cat "$NODE_TMP/attach.log"; die "attach did not find the 7 indexes of concurrent_indexes.sql"; }
+grep -q '^table core.bins: attached as bins$' "$NODE_TMP/attach.log" || { cat "$NODE_TMP/attach.log"; die "bins not attached"; }
 NQ -d "$DB" -f "$WM_SRC/docs/cache_rules_example.sql" >/dev/null || die "cache rules"
 # The full computation the tests compare with (plain SQL, SECURITY INVOKER).
 NQ -d "$DB" -f "$WM_SRC/test/fixtures/expected_stats.sql" >/dev/null || die "expected_stats.sql"
