@@ -77,7 +77,7 @@ all install installcheck:
 endif
 
 # Individual suites against an already running server (PGHOST/PGPORT).
-.PHONY: regresscheck regresscheck-no-redis isolationcheck tapcheck test demo bench bench-steady valgrind compat-check dist deb
+.PHONY: regresscheck regresscheck-no-redis isolationcheck tapcheck nodecheck test demo bench bench-steady valgrind compat-check dist deb
 
 regresscheck:
 	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
@@ -90,6 +90,11 @@ isolationcheck:
 
 tapcheck:
 	$(prove_installcheck)
+
+# examples/node against its own cluster and Redis (root; wm_perf installed
+# into WM_PG_BIN's installation, /usr/lib/postgresql/15/bin by default).
+nodecheck:
+	bash test/lib/run_node.sh
 
 test:
 	bash test/lib/run_tests.sh

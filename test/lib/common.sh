@@ -34,6 +34,23 @@ wm_install_deps() {
     fi
 }
 
+# Node and npm for the examples/node suite: the machine's own if present
+# (any node >= 18.15 with its npm), else Debian's nodejs and npm packages.
+# The suite's JavaScript dependencies come from `npm ci` of its lockfile.
+wm_install_node() {
+    if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+        return 0
+    fi
+    if [ "$(id -u)" != 0 ]; then
+        echo "node or npm is missing (run as root to install Debian's nodejs and npm)" >&2
+        exit 1
+    fi
+    log "installing: nodejs npm"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends nodejs npm
+}
+
 # wm_build_install [extra CFLAGS]
 wm_build_install() {
     log "building wm_perf (-Werror ${1:-}) and installing it"

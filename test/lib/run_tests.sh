@@ -35,6 +35,22 @@ count_lines() {
     return 0
 }
 
+# count_node NAME RC LOGFILE: the summary of `node --test` (TAP reporter):
+# "# pass N" passed; "# fail", "# cancelled", "# skipped" and "# todo" all
+# count as failed (a skipped check is no check); a run that printed no
+# summary or failed without a counted failure counts once.
+count_node() {
+    local name=$1 rc=$2 out=$3 oks bad n
+    oks=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$out" | tail -1)
+    bad=0
+    for n in $(sed -n -E 's/^# (fail|cancelled|skipped|todo) ([0-9]+)$/\2/p' "$out"); do bad=$((bad + n)); done
+    oks=${oks:-0}
+    if { [ "$rc" -ne 0 ] || ! grep -q '^# tests [1-9]' "$out"; } && [ "$bad" -eq 0 ]; then bad=1; fi
+    [ "$oks" -gt 0 ] && pass "$name" "$oks"
+    [ "$bad" -gt 0 ] && fail "$name" "$bad"
+    return 0
+}
+
 # count_pg_regress SUITE LOGFILE TEST...: every listed test that pg_regress
 # did not report "ok" (failed, or never ran) counts as failed.
 count_pg_regress() {
@@ -57,7 +73,7 @@ wm_start_pg
 # copy the postgres user owns.
 log "copying the tree for the postgres user"
 mkdir "$WM_TMP/src"
-tar -C "$WM_SRC" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' -cf - . | tar -C "$WM_TMP/src" -xf -
+tar -C "$WM_SRC" --exclude=.git --exclude=node_modules --exclude='*.o' --exclude='*.so' --exclude='*.bc' -cf - . | tar -C "$WM_TMP/src" -xf -
 chown -R postgres: "$WM_TMP/src"
 PGENV="PGHOST=$PGHOST PGPORT=$PGPORT PGUSER=postgres REDIS_PORT=$REDIS_PORT"
 
@@ -103,6 +119,14 @@ for f in "$WM_SRC"/test/integration/*.sh; do
     cat "$WM_TMP/suite.log"
     count_lines "integration/$(basename "$f")" "$rc" "$WM_TMP/suite.log"
 done
+
+# The application's Node stack (examples/node): its own cluster and a Redis
+# with appendonly and a password; `npm ci` of the lockfile is its only fetch.
+log "Node example (examples/node: pg, Sequelize, ioredis)"
+rc=0
+WM_PG_BIN=$PG_BIN bash "$WM_SRC/test/lib/run_node.sh" >"$WM_TMP/suite.log" 2>&1 || rc=$?
+cat "$WM_TMP/suite.log"
+count_node "node/examples/node" "$rc" "$WM_TMP/suite.log"
 
 # Last, as it reconfigures the server the suites above shared.
 log "pg_regress without Redis and without shared_preload_libraries"
