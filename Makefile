@@ -18,6 +18,7 @@ OBJS = \
 	src/shmem.o \
 	src/spatial.o \
 	src/spi_util.o \
+	src/standby.o \
 	src/stats.o \
 	src/trigger.o \
 	src/worker.o \

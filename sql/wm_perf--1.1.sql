@@ -488,6 +488,19 @@ COMMENT ON FUNCTION @extschema@.wm_statistics_verify() IS
 	'Compares the maintained bin statistics with a full computation in one snapshot: the differences (none when correct)';
 
 /*
+ * Read-your-writes across a hot standby (standby.c): the end of this
+ * session's last commit, for wm_perf.min_lsn on a standby.  VOLATILE: it
+ * changes at every commit.  PARALLEL RESTRICTED: it reads this backend's
+ * own state, which a parallel worker does not have.
+ */
+CREATE FUNCTION @extschema@.wm_perf_commit_lsn()
+RETURNS pg_catalog.pg_lsn
+AS 'MODULE_PATHNAME', 'wm_perf_commit_lsn'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL RESTRICTED SECURITY INVOKER;
+COMMENT ON FUNCTION @extschema@.wm_perf_commit_lsn() IS
+	'End LSN of this session''s last commit (NULL before the first): set wm_perf.min_lsn to it on a standby to read your writes';
+
+/*
  * _wm_maintain_attach: the maintenance triggers on the attached bins,
  * customers and service_events (when their columns allow it), then a
  * rebuild.  Without them, or when not eligible, no trigger and no state:

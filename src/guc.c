@@ -23,6 +23,7 @@
 
 #include <arpa/inet.h>
 #include <limits.h>
+#include <stdlib.h>
 
 #include "miscadmin.h"
 #include "tcop/tcopprot.h"
@@ -46,6 +47,9 @@ char	   *wm_guc_key_prefix = NULL;
 bool		wm_guc_cache_enabled = true;
 int			wm_guc_local_cache_size = 1024;
 int			wm_guc_slow_spatial_threshold = 100;
+XLogRecPtr	wm_guc_min_lsn = InvalidXLogRecPtr;
+int			wm_guc_min_lsn_timeout = 1000;
+static char *min_lsn_string = NULL;
 
 /* Bumped whenever a setting that identifies the Redis target changes. */
 uint64		wm_guc_redis_target_generation = 0;
@@ -173,6 +177,60 @@ static void
 assign_redis_target_int(int newval, void *extra)
 {
 	wm_guc_redis_target_generation++;
+}
+
+/*
+ * wm_perf.min_lsn: '' (no wait) or an LSN as pg_lsn writes it, two
+ * hexadecimal numbers of at most 8 digits separated by a slash.  Parsed
+ * here rather than by pg_lsn's input function, whose C interface differs
+ * between major versions.
+ */
+static bool
+parse_lsn(const char *s, XLogRecPtr *out)
+{
+	static const char hex[] = "0123456789abcdefABCDEF";
+	size_t		hi = strspn(s, hex);
+	size_t		lo;
+
+	if (hi == 0 || hi > 8 || s[hi] != '/')
+		return false;
+	lo = strspn(s + hi + 1, hex);
+	if (lo == 0 || lo > 8 || s[hi + 1 + lo] != '\0')
+		return false;
+	*out = ((XLogRecPtr) strtoul(s, NULL, 16) << 32) |
+		(XLogRecPtr) strtoul(s + hi + 1, NULL, 16);
+	return true;
+}
+
+static bool
+check_min_lsn(char **newval, void **extra, GucSource source)
+{
+	XLogRecPtr	lsn = InvalidXLogRecPtr;
+	XLogRecPtr *parsed;
+
+	if (*newval != NULL && (*newval)[0] != '\0' && !parse_lsn(*newval, &lsn))
+	{
+		GUC_check_errcode(ERRCODE_INVALID_TEXT_REPRESENTATION);
+		GUC_check_errdetail("An LSN is two hexadecimal numbers separated by a slash, as wm_perf_commit_lsn() returns them, e.g. 0/16B3748; '' waits for nothing.");
+		return false;
+	}
+	/* The GUC machinery frees extra with free(). */
+	parsed = (XLogRecPtr *) malloc(sizeof(XLogRecPtr));
+	if (parsed == NULL)
+	{
+		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
+		GUC_check_errmsg("out of memory");
+		return false;
+	}
+	*parsed = lsn;
+	*extra = parsed;
+	return true;
+}
+
+static void
+assign_min_lsn(const char *newval, void *extra)
+{
+	wm_guc_min_lsn = *((XLogRecPtr *) extra);
 }
 
 void
@@ -322,6 +380,29 @@ wm_guc_init(void)
 							&wm_guc_slow_spatial_threshold,
 							100, -1, INT_MAX,
 							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	/*
+	 * Read-your-writes on a hot standby (standby.c).  Per-session read
+	 * knobs: they only make this session's calls wait or fail, never
+	 * change what anyone else reads or stores.
+	 */
+	DefineCustomStringVariable("wm_perf.min_lsn",
+							   gettext_noop("Makes statistics calls on a hot standby wait until replay has passed this LSN."),
+							   gettext_noop("Set it to wm_perf_commit_lsn() of a primary session to read that session's writes; empty waits for nothing."),
+							   &min_lsn_string,
+							   "",
+							   PGC_USERSET,
+							   GUC_NOT_IN_SAMPLE,
+							   check_min_lsn, assign_min_lsn, NULL);
+
+	DefineCustomIntVariable("wm_perf.min_lsn_timeout",
+							gettext_noop("Sets how long a call on a hot standby waits for wm_perf.min_lsn to be replayed."),
+							gettext_noop("After that the call fails with SQLSTATE 40001; 0 fails at once."),
+							&wm_guc_min_lsn_timeout,
+							1000, 0, 3600000,
+							PGC_USERSET,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 

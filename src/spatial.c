@@ -565,6 +565,12 @@ radius_lookup(FunctionCallInfo fcinfo, const WmRadiusArgs *args)
 	INSTR_TIME_SET_CURRENT(start);
 
 	validate_args(args);
+
+	/*
+	 * Read-your-writes on a standby: this STABLE function reads with its
+	 * statement's snapshot, taken before it ran (standby.c).
+	 */
+	wm_standby_wait_for_min_lsn(false, args->funcname);
 	table = (args->which == WM_QUERY_BINS) ? WM_TABLE_BINS : WM_TABLE_ROUTES;
 
 	WM_INIT_MATERIALIZED_SRF(fcinfo);

@@ -706,6 +706,8 @@ wm_route_statistics(PG_FUNCTION_ARGS)
 	char	   *args;
 	WmCacheCall call;
 
+	/* Read-your-writes on a standby: before anything reads (standby.c). */
+	wm_standby_wait_for_min_lsn(true, "wm_route_statistics");
 	wm_config_refresh();
 
 	/* Length-prefixed, so that no territory name can forge another key. */
@@ -741,6 +743,7 @@ wm_bin_statistics(PG_FUNCTION_ARGS)
 	DateADT		today;
 	WmCacheCall call;
 
+	wm_standby_wait_for_min_lsn(true, "wm_bin_statistics");
 	wm_config_refresh();
 
 	/*

@@ -10,6 +10,7 @@
 
 #include "postgres.h"
 
+#include "access/xlogdefs.h"
 #include "port/atomics.h"
 #include "utils/jsonb.h"
 
@@ -92,6 +93,8 @@ extern bool wm_guc_cache_enabled;
 extern int	wm_guc_local_cache_size;
 extern int	wm_guc_slow_spatial_threshold;
 extern uint64 wm_guc_redis_target_generation;
+extern XLogRecPtr wm_guc_min_lsn;
+extern int	wm_guc_min_lsn_timeout;
 extern void wm_guc_init(void);
 
 /* metrics.c */
@@ -182,6 +185,10 @@ extern void wm_maintained_leave(void *state);
 extern void wm_maintained_rebuild_if_set_up(void);
 extern void wm_maintained_invalidate(void);
 extern void wm_maintained_statement_begins(void);
+
+/* standby.c */
+extern void wm_standby_xact_ended(void);
+extern void wm_standby_wait_for_min_lsn(bool fresh_snapshot, const char *funcname);
 
 /* worker.c */
 extern void wm_worker_register(void);

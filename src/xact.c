@@ -507,6 +507,7 @@ xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			wm_standby_xact_ended();
 			deliver();
 			reset_pending();
 			/* Keep the context, drop its contents: no palloc here. */
@@ -523,6 +524,7 @@ xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
+			wm_standby_xact_ended();
 			reset_pending();
 			reset_delivery();
 			break;

@@ -33,6 +33,7 @@ SELECT bag_eq(
 		('function wm_cache_flush(text)'),
 		('function wm_invalidate_cache()'),
 		('function wm_perf_attach(regclass,regclass,regclass,regclass,regclass,boolean)'),
+		('function wm_perf_commit_lsn()'),
 		('function wm_perf_detach(boolean)'),
 		('function wm_perf_metrics_reset()'),
 		('function wm_perf_version()'),
