@@ -29,7 +29,8 @@ DATA = \
 	sql/wm_perf--1.0--1.1.sql
 
 DOCS = \
-	docs/concurrent_indexes.sql
+	docs/concurrent_indexes.sql \
+	docs/postgres_exporter.yaml
 
 PG_CPPFLAGS += -I$(srcdir)/src -DWM_PERF_VERSION=\"$(EXTVERSION)\"
 SHLIB_LINK += -lhiredis
