@@ -107,7 +107,9 @@ SELECT check_name, value, ok FROM wm_perf_health() WHERE check_name = 'invalid_i
 
 -- Slow statements: without the extension in the database, no verdict.
 BEGIN;
+SET LOCAL client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_stat_statements;
+RESET client_min_messages;
 SELECT check_name, value, target, ok, detail FROM wm_perf_health() WHERE check_name = 'slow_statements';
 ROLLBACK;
 
