@@ -709,3 +709,290 @@ BEGIN
 	END LOOP;
 END;
 $$;
+
+/*
+ * Latency histograms in wm_perf_metrics: 1.0's _wm_metrics() keeps its
+ * shape (this library serves it unchanged), the histogram comes from
+ * _wm_metrics_latency(), and the view gains four columns at its end: CREATE
+ * OR REPLACE keeps its oid, its privileges and the views built on it.  A
+ * role that was granted EXECUTE on _wm_metrics() to read the view gets
+ * EXECUTE on _wm_metrics_latency() too, so that it still can.
+ */
+/*
+ * _wm_metrics_latency: per function, its latency histogram in Prometheus'
+ * form (cumulative counts, the last bucket +Inf and equal to the count).
+ * Its own function so that 1.0's _wm_metrics() keeps its shape.
+ */
+CREATE FUNCTION @extschema@._wm_metrics_latency(
+	OUT function_name text, OUT latency_count bigint, OUT latency_sum_ms float8,
+	OUT latency_le_ms float8[], OUT latency_buckets bigint[])
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'wm_perf_metrics_latency'
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@._wm_metrics_latency() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._wm_metrics_latency() TO pg_monitor;
+
+DO $$
+DECLARE
+	g	regrole;
+BEGIN
+	FOR g IN
+		SELECT a.grantee::regrole
+		  FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+		 WHERE p.oid OPERATOR(pg_catalog.=) '@extschema@._wm_metrics()'::pg_catalog.regprocedure
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+		   AND a.grantee OPERATOR(pg_catalog.<>) 0
+		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@._wm_metrics_latency() TO %s', g);
+	END LOOP;
+END
+$$;
+CREATE OR REPLACE VIEW @extschema@.wm_perf_metrics AS
+	SELECT m.function_name, m.calls, m.cache_hits, m.local_hits, m.cache_misses, m.cache_bypasses,
+		   m.redis_errors,
+		   CASE WHEN m.cache_hits OPERATOR(pg_catalog.+) m.cache_misses OPERATOR(pg_catalog.>) 0
+				THEN pg_catalog.round(m.cache_hits::numeric OPERATOR(pg_catalog./)
+									  (m.cache_hits OPERATOR(pg_catalog.+) m.cache_misses), 4)
+		   END AS hit_ratio,
+		   CASE WHEN m.calls OPERATOR(pg_catalog.>) 0
+				THEN m.total_time_ms OPERATOR(pg_catalog./) m.calls END AS avg_time_ms,
+		   m.max_time_ms, m.slow_calls, m.redis_round_trips,
+		   CASE WHEN m.redis_round_trips OPERATOR(pg_catalog.>) 0
+				THEN m.redis_total_ms OPERATOR(pg_catalog./) m.redis_round_trips END AS avg_redis_ms,
+		   m.redis_max_ms, m.invalidations_recorded, m.invalidations_delivered,
+		   m.invalidations_failed, m.invalidations_retried, m.keys_deleted,
+		   m.invalidations_pending, m.cluster_wide,
+		   l.latency_count, l.latency_sum_ms, l.latency_le_ms, l.latency_buckets
+	FROM @extschema@._wm_metrics() m
+	LEFT JOIN @extschema@._wm_metrics_latency() l
+	  ON l.function_name OPERATOR(pg_catalog.=) m.function_name;
+GRANT SELECT ON @extschema@.wm_perf_metrics TO pg_monitor;
+GRANT EXECUTE ON FUNCTION @extschema@._wm_metrics() TO pg_monitor;
+COMMENT ON VIEW @extschema@.wm_perf_metrics IS
+	'Calls, cache hits/misses/bypasses, Redis errors and latency, invalidations, latency histograms (cumulative, Prometheus style); cluster-wide with shared_preload_libraries, else per backend';
+
+/*
+ * _wm_histogram_quantile: the q-quantile of a cumulative histogram, as
+ * Prometheus' histogram_quantile() computes it: linear interpolation inside
+ * the bucket the rank q * count falls in (the first bucket starting at 0);
+ * the highest finite bound when the rank falls in the +Inf bucket; NULL for
+ * an empty histogram.  le: the upper bounds, ascending, the last +Inf;
+ * buckets: the cumulative counts, as many; both indexed from 1.
+ */
+CREATE FUNCTION @extschema@._wm_histogram_quantile(q float8, le float8[], buckets bigint[])
+RETURNS float8
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n		int := cardinality(le);
+	rank	float8;
+	b		int := 1;
+	lo		float8 := 0;
+	below	bigint := 0;
+BEGIN
+	IF q = 'NaN' OR q < 0 OR q > 1 THEN
+		RAISE EXCEPTION 'quantile % is not between 0 and 1', q
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF n < 2 OR cardinality(buckets) <> n OR array_lower(le, 1) <> 1
+	   OR array_lower(buckets, 1) <> 1 OR le[n] <> 'Infinity' THEN
+		RAISE EXCEPTION 'a histogram needs as many cumulative counts as upper bounds, the last bound +Infinity'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF buckets[n] = 0 THEN
+		RETURN NULL;
+	END IF;
+	rank := q * buckets[n];
+	WHILE b < n AND buckets[b] < rank LOOP
+		b := b + 1;
+	END LOOP;
+	IF b = n THEN
+		RETURN le[n - 1];
+	END IF;
+	IF b > 1 THEN
+		lo := le[b - 1];
+		below := buckets[b - 1];
+	ELSIF le[1] <= 0 THEN
+		RETURN le[1];
+	END IF;
+	IF buckets[b] = below THEN
+		RETURN lo;				-- q = 0 and an empty first bucket
+	END IF;
+	RETURN lo + (le[b] - lo) * ((rank - below) / (buckets[b] - below));
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._wm_histogram_quantile(float8, float8[], bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._wm_histogram_quantile(float8, float8[], bigint[]) TO pg_monitor;
+
+/*
+ * wm_perf_health: the seeds' targets as rows.  Read-only, bounded (the
+ * attached tables and their partitions, at most pg_stat_statements.max
+ * statements, the backends), catalogue and statistics views only: no lock
+ * on an application table.
+ */
+CREATE FUNCTION @extschema@.wm_perf_health(slow_statement_ms float8 DEFAULT 200)
+RETURNS TABLE (check_name text, value numeric, target text, ok boolean, detail text)
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL RESTRICTED SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	rels		oid[];
+	wide		boolean;
+	scope		text;
+	hits		bigint;
+	misses		bigint;
+	bypasses	bigint;
+	fns			text[];
+	limit_ms	numeric;
+	le			float8[];
+	cum			bigint[];
+	blk_hit		bigint;
+	blk_read	bigint;
+	pgss		name;
+	n_slow		bigint;
+	n_all		bigint;
+	worst		float8;
+	worst_id	bigint;
+	worst_calls	bigint;
+	in_use		bigint;
+	max_conn	int := current_setting('max_connections')::int;
+	names		text;
+	n_invalid	bigint;
+BEGIN
+	IF slow_statement_ms = 'NaN' OR slow_statement_ms < 0 OR slow_statement_ms = 'Infinity' THEN
+		RAISE EXCEPTION 'slow_statement_ms must be a finite number of milliseconds, 0 or more'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	-- The attached tables, their partitions and inheritance children.
+	WITH RECURSIVE r(oid) AS (
+		SELECT c.relid::oid FROM @extschema@.wm_perf_config c
+		UNION
+		SELECT i.inhrelid FROM pg_inherits i JOIN r ON i.inhparent = r.oid
+	)
+	SELECT array_agg(r.oid) INTO rels FROM r;
+
+	SELECT bool_and(m.cluster_wide), sum(m.cache_hits), sum(m.cache_misses), sum(m.cache_bypasses)
+	  INTO wide, hits, misses, bypasses
+	  FROM @extschema@._wm_metrics() m
+	 WHERE m.function_name IN ('wm_route_statistics', 'wm_bin_statistics');
+	scope := CASE WHEN wide THEN 'cluster-wide' ELSE 'this backend only: wm_perf is not in shared_preload_libraries' END;
+
+	check_name := 'statistics_cache_hit_ratio';
+	value := CASE WHEN hits + misses > 0 THEN round(hits::numeric / (hits + misses), 4) END;
+	target := '> 0.90';
+	ok := value > 0.90;
+	detail := format('%s hits, %s misses, %s bypasses of wm_route_statistics and wm_bin_statistics since the last reset (%s)',
+					 hits, misses, bypasses, scope);
+	RETURN NEXT;
+
+	-- p95 of the summed histograms, interpolated as histogram_quantile() does.
+	FOR check_name, target, limit_ms, fns IN
+		VALUES ('statistics_p95_ms', '< 200 ms', 200, ARRAY['wm_route_statistics', 'wm_bin_statistics']),
+			   ('radius_p95_ms', '< 50 ms', 50, ARRAY['wm_bins_within_radius', 'wm_routes_within_radius'])
+	LOOP
+		SELECT array_agg(x.le_ms ORDER BY x.i), array_agg(x.n ORDER BY x.i)
+		  INTO le, cum
+		  FROM (SELECT u.i, max(u.le_ms) AS le_ms, sum(u.n)::bigint AS n
+				  FROM @extschema@._wm_metrics_latency() l,
+					   unnest(l.latency_le_ms, l.latency_buckets) WITH ORDINALITY u(le_ms, n, i)
+				 WHERE l.function_name = ANY (fns)
+				 GROUP BY u.i) x;
+		value := round(@extschema@._wm_histogram_quantile(0.95, le, cum)::numeric, 3);
+		ok := value < limit_ms;
+		detail := format('%s calls of %s since the last reset (%s); interpolated within the bucket as Prometheus histogram_quantile() does',
+						 cum[cardinality(cum)], array_to_string(fns, ' and '), scope);
+		RETURN NEXT;
+	END LOOP;
+
+	SELECT sum(s.heap_blks_hit), sum(s.heap_blks_read) INTO blk_hit, blk_read
+	  FROM pg_statio_all_tables s WHERE s.relid = ANY (rels);
+	check_name := 'table_buffer_hit_ratio';
+	value := CASE WHEN blk_hit + blk_read > 0 THEN round(blk_hit::numeric / (blk_hit + blk_read), 4) END;
+	target := '> 0.90';
+	ok := value > 0.90;
+	detail := format('%s heap blocks found in shared buffers, %s read, on %s attached tables and partitions since the statistics reset',
+					 coalesce(blk_hit, 0), coalesce(blk_read, 0), coalesce(cardinality(rels), 0));
+	RETURN NEXT;
+
+	SELECT sum(s.idx_blks_hit), sum(s.idx_blks_read) INTO blk_hit, blk_read
+	  FROM pg_statio_all_indexes s WHERE s.relid = ANY (rels);
+	check_name := 'index_buffer_hit_ratio';
+	value := CASE WHEN blk_hit + blk_read > 0 THEN round(blk_hit::numeric / (blk_hit + blk_read), 4) END;
+	target := '> 0.95';
+	ok := value > 0.95;
+	detail := format('%s index blocks found in shared buffers, %s read, on the indexes of the attached tables since the statistics reset',
+					 coalesce(blk_hit, 0), coalesce(blk_read, 0));
+	RETURN NEXT;
+
+	check_name := 'slow_statements';
+	target := '= 0';
+	value := NULL;
+	ok := NULL;
+	SELECT e.extnamespace::regnamespace::name INTO pgss
+	  FROM pg_extension e WHERE e.extname = 'pg_stat_statements';
+	IF pgss IS NULL THEN
+		detail := 'pg_stat_statements is not installed in this database';
+	ELSE
+		BEGIN
+			EXECUTE format($q$
+				SELECT count(*) FILTER (WHERE s.mean_exec_time > $1), count(*),
+					   (pg_catalog.array_agg(s.mean_exec_time ORDER BY s.mean_exec_time DESC))[1],
+					   (pg_catalog.array_agg(s.queryid ORDER BY s.mean_exec_time DESC))[1],
+					   (pg_catalog.array_agg(s.calls ORDER BY s.mean_exec_time DESC))[1]
+				  FROM %I.pg_stat_statements(false) s
+				 WHERE s.dbid OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+													  WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+				   AND s.calls OPERATOR(pg_catalog.>) 0$q$, pgss)
+			   INTO n_slow, n_all, worst, worst_id, worst_calls
+			  USING slow_statement_ms;
+			value := n_slow;
+			ok := n_slow = 0;
+			detail := format('%s of the %s statements of this database in pg_stat_statements have a mean execution time over %s ms',
+							 n_slow, n_all, slow_statement_ms)
+				   || CASE WHEN n_all > 0
+						   THEN format('; the slowest: queryid %s, mean %s ms over %s calls',
+									   worst_id, round(worst::numeric, 3), worst_calls)
+						   ELSE '' END;
+		EXCEPTION
+			WHEN object_not_in_prerequisite_state THEN
+				detail := 'pg_stat_statements is installed but not loaded: add it to shared_preload_libraries';
+			WHEN insufficient_privilege THEN
+				detail := 'no privilege to read pg_stat_statements';
+		END;
+	END IF;
+	RETURN NEXT;
+
+	SELECT count(*) INTO in_use FROM pg_stat_activity a WHERE a.backend_type = 'client backend';
+	check_name := 'connections_used_ratio';
+	value := round(in_use::numeric / max_conn, 4);
+	target := '< 0.80';
+	ok := value < 0.80;
+	detail := format('%s client connections of max_connections %s (%s reserved for superusers)',
+					 in_use, max_conn, current_setting('superuser_reserved_connections'));
+	RETURN NEXT;
+
+	SELECT count(*), string_agg(x.name, ', ' ORDER BY x.name) FILTER (WHERE x.nr <= 10)
+	  INTO n_invalid, names
+	  FROM (SELECT i.indexrelid::regclass::text AS name,
+				   row_number() OVER (ORDER BY i.indexrelid::regclass::text) AS nr
+			  FROM pg_index i
+			 WHERE i.indrelid = ANY (rels) AND NOT i.indisvalid) x;
+	check_name := 'invalid_indexes';
+	value := n_invalid;
+	target := '= 0';
+	ok := n_invalid = 0;
+	detail := CASE WHEN n_invalid = 0 THEN 'no invalid index on the attached tables'
+				   ELSE 'invalid (a failed CREATE INDEX CONCURRENTLY, or one still being built): ' || names
+						|| CASE WHEN n_invalid > 10 THEN format(' and %s more', n_invalid - 10) ELSE '' END
+			  END;
+	RETURN NEXT;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.wm_perf_health(float8) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.wm_perf_health(float8) TO pg_monitor;
+COMMENT ON FUNCTION @extschema@.wm_perf_health(float8) IS
+	'The health targets as rows (check_name, value, target, ok, detail): statistics cache hit ratio, p95 of the statistics and radius calls, buffer hit ratios of the attached tables, slow statements, connections, invalid indexes';

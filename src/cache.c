@@ -55,6 +55,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "port/pg_crc32c.h"
+#include "portability/instr_time.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
@@ -621,8 +622,8 @@ wm_cache_get(const WmCacheCall *call)
 	size_t		value_len = 0;
 	Jsonb	   *result;
 	WmRedisStatus rst;
-	TimestampTz start = GetCurrentTimestamp();
-	uint64		us;
+	instr_time	start;
+	instr_time	duration;
 	bool		use_local;
 	uint64		local_gen = 0;
 	char		local_key[WM_MAX_KEY_LEN];
@@ -631,6 +632,7 @@ wm_cache_get(const WmCacheCall *call)
 	bool		writing = transaction_has_written();
 	bool		empty = false;
 
+	INSTR_TIME_SET_CURRENT(start);
 	wm_metrics_add(kind, WM_COUNTER_CALLS, 1);
 
 	/* Before the dirty check in cache_usable() and before any snapshot. */
@@ -653,7 +655,8 @@ wm_cache_get(const WmCacheCall *call)
 		use_local = false;
 	if (use_local)
 	{
-		if ((result = local_lookup(local_key, local_gen, start)) != NULL)
+		if ((result = local_lookup(local_key, local_gen,
+								   GetCurrentTimestamp())) != NULL)
 		{
 			wm_metrics_add(kind, WM_COUNTER_HITS, 1);
 			wm_metrics_add(kind, WM_COUNTER_LOCAL_HITS, 1);
@@ -737,8 +740,8 @@ wm_cache_get(const WmCacheCall *call)
 	flight_leave(&flight);
 
 done:
-	us = (uint64) Max(GetCurrentTimestamp() - start, 0);
-	wm_metrics_add(kind, WM_COUNTER_CALL_TIME_US, us);
-	wm_metrics_max(kind, WM_COUNTER_CALL_MAX_US, us);
+	INSTR_TIME_SET_CURRENT(duration);
+	INSTR_TIME_SUBTRACT(duration, start);
+	wm_metrics_observe(kind, INSTR_TIME_GET_MICROSEC(duration));
 	return result;
 }

@@ -9,15 +9,27 @@
  * backend's own.  Updating a counter never allocates and never fails, so it
  * is safe on the post-commit path.
  *
+ * Latency histograms: each of the four functions has WM_LATENCY_BUCKETS
+ * counters, one per bucket and not cumulative, so that one call is one
+ * atomic add.  A reader sums them into Prometheus' cumulative form, and the
+ * +Inf bucket is the count: cumulative counts are monotonic and the last one
+ * equals the count in every read, even while other backends add to them.
+ * The sum is WM_COUNTER_CALL_TIME_US, added by the same wm_metrics_observe()
+ * call (read separately, so under concurrent calls it may run a few calls
+ * ahead of or behind the buckets).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/tuplestore.h"
 
 #include "compat.h"
@@ -34,6 +46,15 @@ static const char *const kind_names[WM_METRIC_KIND_COUNT] = {
 	"wm_bins_within_radius",
 	"wm_routes_within_radius",
 	"invalidation"
+};
+
+/*
+ * Upper bounds of the latency buckets ("le", inclusive), in microseconds:
+ * 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000 ms, +Inf.
+ */
+static const uint64 latency_bounds_us[WM_LATENCY_BUCKETS] = {
+	500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 500000,
+	1000000, 2000000, 5000000, PG_UINT64_MAX
 };
 
 static pg_atomic_uint64 *
@@ -77,6 +98,23 @@ uint64
 wm_metrics_get(WmMetricKind kind, WmCounter counter)
 {
 	return pg_atomic_read_u64(&counters()[kind * WM_COUNTER_COUNT + counter]);
+}
+
+/*
+ * One completed call of a function that took elapsed_us: its total and
+ * longest time, and its latency bucket.
+ */
+void
+wm_metrics_observe(WmMetricKind kind, uint64 elapsed_us)
+{
+	int			b = 0;
+
+	Assert(kind != WM_METRIC_INVALIDATION);
+	while (elapsed_us > latency_bounds_us[b])
+		b++;					/* the last bound is PG_UINT64_MAX */
+	wm_metrics_add(kind, WM_COUNTER_CALL_TIME_US, elapsed_us);
+	wm_metrics_max(kind, WM_COUNTER_CALL_MAX_US, elapsed_us);
+	wm_metrics_add(kind, (WmCounter) (WM_COUNTER_LATENCY_BUCKET + b), 1);
 }
 
 void
@@ -128,6 +166,56 @@ wm_perf_metrics(PG_FUNCTION_ARGS)
 		values[n++] = BoolGetDatum(wm_shmem_counters() != NULL);
 #undef C
 		Assert(n == lengthof(values));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * _wm_metrics_latency(): per function, the histogram in Prometheus' form:
+ * the count, the sum in ms, the upper bounds in ms (the last +Inf) and the
+ * cumulative counts.  A function of its own so that 1.0's _wm_metrics(),
+ * whose shape is fixed, is served unchanged by this library.
+ */
+PG_FUNCTION_INFO_V1(wm_perf_metrics_latency);
+Datum
+wm_perf_metrics_latency(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			k;
+
+	WM_INIT_MATERIALIZED_SRF(fcinfo);
+
+	for (k = 0; k < WM_METRIC_KIND_COUNT; k++)
+	{
+		Datum		values[5];
+		bool		nulls[5] = {0};
+		Datum		bounds[WM_LATENCY_BUCKETS];
+		Datum		cumulative[WM_LATENCY_BUCKETS];
+		uint64		total = 0;
+		int			b;
+
+		if (k == WM_METRIC_INVALIDATION)
+			continue;
+		for (b = 0; b < WM_LATENCY_BUCKETS; b++)
+		{
+			total += wm_metrics_get((WmMetricKind) k,
+									(WmCounter) (WM_COUNTER_LATENCY_BUCKET + b));
+			cumulative[b] = Int64GetDatum((int64) total);
+			bounds[b] = Float8GetDatum(b == WM_LATENCY_BUCKETS - 1
+									   ? get_float8_infinity()
+									   : latency_bounds_us[b] / 1000.0);
+		}
+		values[0] = CStringGetTextDatum(kind_names[k]);
+		values[1] = Int64GetDatum((int64) total);
+		values[2] = Float8GetDatum(wm_metrics_get((WmMetricKind) k,
+												  WM_COUNTER_CALL_TIME_US) / 1000.0);
+		values[3] = PointerGetDatum(construct_array(bounds, WM_LATENCY_BUCKETS,
+													FLOAT8OID, sizeof(float8),
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[4] = PointerGetDatum(construct_array(cumulative, WM_LATENCY_BUCKETS,
+													INT8OID, sizeof(int64),
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

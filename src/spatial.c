@@ -675,8 +675,7 @@ radius_lookup(FunctionCallInfo fcinfo, const WmRadiusArgs *args)
 	elapsed_us = INSTR_TIME_GET_MICROSEC(duration);
 
 	wm_metrics_add(args->metric, WM_COUNTER_CALLS, 1);
-	wm_metrics_add(args->metric, WM_COUNTER_CALL_TIME_US, elapsed_us);
-	wm_metrics_max(args->metric, WM_COUNTER_CALL_MAX_US, elapsed_us);
+	wm_metrics_observe(args->metric, elapsed_us);
 	if (wm_guc_slow_spatial_threshold >= 0 &&
 		elapsed_us > (uint64) wm_guc_slow_spatial_threshold * 1000)
 	{

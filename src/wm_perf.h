@@ -55,6 +55,12 @@ typedef enum WmMetricKind
 	WM_METRIC_KIND_COUNT
 } WmMetricKind;
 
+/*
+ * Buckets of each function's latency histogram: 13 upper bounds from 0.5 ms
+ * to 5 s, then +Inf (metrics.c latency_bounds_us[]).
+ */
+#define WM_LATENCY_BUCKETS 14
+
 typedef enum WmCounter
 {
 	WM_COUNTER_CALLS = 0,
@@ -74,7 +80,9 @@ typedef enum WmCounter
 	WM_COUNTER_INV_FAILED,		/* deliveries that failed at commit */
 	WM_COUNTER_INV_RETRIED,		/* deliveries made later by the worker */
 	WM_COUNTER_KEYS_DELETED,	/* application keys unlinked */
-	WM_COUNTER_COUNT
+	WM_COUNTER_LATENCY_BUCKET,	/* the first of WM_LATENCY_BUCKETS: calls per
+								 * latency bucket (not cumulative) */
+	WM_COUNTER_COUNT = WM_COUNTER_LATENCY_BUCKET + WM_LATENCY_BUCKETS
 } WmCounter;
 
 /* guc.c */
@@ -102,6 +110,7 @@ extern void wm_metrics_add(WmMetricKind kind, WmCounter counter, uint64 delta);
 extern void wm_metrics_max(WmMetricKind kind, WmCounter counter, uint64 value);
 extern void wm_metrics_reset_all(void);
 extern uint64 wm_metrics_get(WmMetricKind kind, WmCounter counter);
+extern void wm_metrics_observe(WmMetricKind kind, uint64 elapsed_us);
 
 /* shmem.c */
 #define WM_MAX_DIRTY 64			/* databases with undelivered invalidations */
