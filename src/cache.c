@@ -450,7 +450,7 @@ local_store(const char *key, uint64 generation, Jsonb *value)
 static char *
 value_key(const char *vprefix, const WmCacheVersion *version, const char *vsuffix)
 {
-	return psprintf("%s:%s:e%s:g%s%s", vprefix, version->run_id,
+	return psprintf("%s:%s:e%s:g%s%s", vprefix, version->server,
 					version->epoch, version->generation, vsuffix);
 }
 
@@ -618,7 +618,9 @@ wm_cache_get(const WmCacheCall *call)
 	TimestampTz start = GetCurrentTimestamp();
 	uint64		us;
 	bool		use_local;
+	bool		have_local_gen;
 	uint64		local_gen = 0;
+	char	   *rsuffix;
 	char		local_key[WM_MAX_KEY_LEN];
 	WmFlight	flight = {0};
 	uint64		store_token = 0;
@@ -627,9 +629,12 @@ wm_cache_get(const WmCacheCall *call)
 
 	wm_metrics_add(kind, WM_COUNTER_CALLS, 1);
 
-	/* Before the dirty check in cache_usable() and before any snapshot. */
-	use_local = wm_guc_local_cache_size > 0 &&
-		wm_shmem_local_generation(MyDatabaseId, scope, &local_gen);
+	/*
+	 * Before the dirty check in cache_usable() and before any snapshot: the
+	 * tag of local copies, and (with preload) of the Redis value keys.
+	 */
+	have_local_gen = wm_shmem_local_generation(MyDatabaseId, scope, &local_gen);
+	use_local = wm_guc_local_cache_size > 0 && have_local_gen;
 	if (wm_guc_local_cache_size == 0 && local_copies != NULL)
 		local_reset(false);		/* turned off: free the copies */
 
@@ -659,11 +664,25 @@ wm_cache_get(const WmCacheCall *call)
 	wm_key_generation(gen_key, sizeof(gen_key), MyDatabaseId, scope);
 	wm_key_values(vprefix, sizeof(vprefix), MyDatabaseId, scope);
 
-	rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, vsuffix,
+	/*
+	 * Failover safety (docs/architecture.md, "Redis failover and restored
+	 * data"): with preload the value key also names this server's shared
+	 * memory segment and the scope's local generation read above, so a
+	 * value is found only by a call that read the same generation, whatever
+	 * Redis lost or brought back; without preload "s0".
+	 */
+	if (have_local_gen)
+		rsuffix = psprintf(":s%012llx.%llu%s",
+						   (unsigned long long) wm_shmem_incarnation(),
+						   (unsigned long long) local_gen, vsuffix);
+	else
+		rsuffix = psprintf(":s0%s", vsuffix);
+
+	rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, rsuffix,
 						  &version, &value, &value_len);
 	/* A writing transaction computes for itself only: it leads no flight. */
 	if (rst == WM_REDIS_OK && value == NULL && !writing &&
-		flight_join(&flight, vprefix, &version, vsuffix, call->tables,
+		flight_join(&flight, vprefix, &version, rsuffix, call->tables,
 					call->ntables))
 	{
 		/*
@@ -676,7 +695,7 @@ wm_cache_get(const WmCacheCall *call)
 			result = call->compute(call->arg, &empty);
 			goto done;
 		}
-		rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, vsuffix,
+		rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, rsuffix,
 							  &version, &value, &value_len);
 	}
 	if (rst != WM_REDIS_OK)
@@ -714,7 +733,7 @@ wm_cache_get(const WmCacheCall *call)
 	{
 		size_t		len;
 		char	   *enc = encode_value(result, &len);
-		char	   *key = value_key(vprefix, &version, vsuffix);
+		char	   *key = value_key(vprefix, &version, rsuffix);
 
 		/*
 		 * Not when a commit changed the scope since the token: it may have

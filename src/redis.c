@@ -30,7 +30,9 @@
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
@@ -78,11 +80,24 @@
  * ARGV[1] value key prefix, ARGV[2] suffix, ARGV[3] the server's run id as
  * seen at connect time.  Returns {epoch, generation, value or false}.
  */
-static const char *const lookup_script =
-WM_LUA_CURRENT
-"local e = current(KEYS[1]) "
-"local g = current(KEYS[2]) "
-"return {e, g, redis.call('GET', ARGV[1] .. ':' .. ARGV[3] .. ':e' .. e .. ':g' .. g .. ARGV[2])}";
+#define WM_LUA_LOOKUP \
+WM_LUA_CURRENT \
+"local e = current(KEYS[1]) " \
+"local g = current(KEYS[2]) " \
+"return {e, g, redis.call('GET', ARGV[1] .. ':' .. ARGV[3] .. ':e' .. e .. ':g' .. g .. ARGV[2])}"
+
+static const char *const lookup_script = WM_LUA_LOOKUP;
+
+/*
+ * Redis 7 and later: the same script with a shebang.  A flagged script
+ * without "no-writes" is refused with -READONLY on a replica before it
+ * runs, so a lookup can only be answered by a master, even on a connection
+ * that stayed open while its server was demoted (without the flag, a
+ * script that only reads runs on a replica).  allow-oom keeps lookups
+ * working when the server is at maxmemory, as the unflagged script did.
+ */
+static const char *const lookup_script_flagged =
+"#!lua flags=allow-oom\n" WM_LUA_LOOKUP;
 
 /*
  * Store only if neither counter moved since the lookup.  KEYS[1] epoch,
@@ -102,7 +117,17 @@ WM_LUA_CURRENT
 
 static redisContext *ctx = NULL;
 static uint64 ctx_target_generation = 0;
-static char run_id[48];
+
+/*
+ * The server's identity as read at connect time, "<run id>.<replication
+ * id>" (12 hex digits of each), which goes into every value key; and
+ * whether it runs flagged scripts (Redis 7 and later).
+ */
+static char server_ident[WM_SERVER_IDENT_LEN];
+static bool server_flagged_scripts = false;
+
+/* What the warnings name: "addr:port", a socket path, or the master name. */
+static char where_text[192];
 static TimestampTz backoff_until = 0;
 static TimestampTz last_warning = 0;
 
@@ -110,7 +135,6 @@ static void
 warn_failure(int sqlstate, const char *what, const char *detail)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	char		where[64];
 
 	if (last_warning != 0 &&
 		!TimestampDifferenceExceeds(last_warning, now,
@@ -119,14 +143,10 @@ warn_failure(int sqlstate, const char *what, const char *detail)
 	last_warning = now;
 
 	/* No palloc here: this may run after commit. */
-	if (wm_guc_redis_host[0] == '/')
-		where[0] = '\0';
-	else
-		snprintf(where, sizeof(where), ":%d", wm_guc_redis_port);
 	ereport(WARNING,
 			(errcode(sqlstate),
-			 errmsg("wm_perf could not %s Redis at %s%s: %s",
-					what, wm_guc_redis_host, where,
+			 errmsg("wm_perf could not %s Redis at %s: %s",
+					what, where_text[0] != '\0' ? where_text : "(none)",
 					detail ? detail : "unknown error"),
 			 errdetail("Statistics are computed in the database until Redis answers again; retrying after %d ms.",
 					   wm_guc_redis_backoff)));
@@ -343,15 +363,51 @@ read_password(char *buf, size_t size)
 	return true;
 }
 
-/* AUTH, SELECT and INFO server on a fresh connection. */
+/* The value of "field:" in an INFO reply, up to max characters. */
+static bool
+info_field(const redisReply *reply, const char *field, char *out, size_t max)
+{
+	const char *p;
+	size_t		flen = strlen(field);
+	size_t		n;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_STRING)
+		return false;
+	for (p = reply->str; (p = strstr(p, field)) != NULL; p += flen)
+	{
+		if ((p == reply->str || p[-1] == '\n') && p[flen] == ':')
+		{
+			p += flen + 1;
+			n = strcspn(p, "\r\n");
+			if (n >= max)
+				n = max - 1;
+			memcpy(out, p, n);
+			out[n] = '\0';
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * AUTH, SELECT, then one pipelined round trip of INFO server, INFO
+ * replication and ROLE on a fresh connection.  The server must be a master
+ * (ROLE), and its identity goes into every value key.
+ */
 static bool
 handshake(const char **detail)
 {
 	char		password[WM_REDIS_MAX_PASSWORD];
 	redisReply *reply;
+	redisReply *replies[3] = {NULL, NULL, NULL};
 	const char *argv[3];
 	char		dbbuf[16];
-	char	   *p;
+	char		runid[48];
+	char		replid[48];
+	char		version[32];
+	TimestampTz deadline;
+	int			i;
+	bool		ok = false;
 
 	if (!read_password(password, sizeof(password)))
 	{
@@ -392,45 +448,81 @@ handshake(const char **detail)
 	}
 
 	/*
-	 * The server's run id goes into every value key: a restarted, failed
-	 * over or restored server may bring back old values and older generation
-	 * counters, but never under the new run id.
+	 * The server's run id and replication id go into every value key: a
+	 * restarted server (new run id), a promoted replica or a demoted master
+	 * promoted again (same run id, new replication id) may hold old values
+	 * and older generation counters, but never under the new identity.
 	 */
+	deadline = command_deadline();
+	io_failure = WM_IO_NONE;
 	argv[0] = "INFO";
 	argv[1] = "server";
-	reply = command(2, argv, NULL);
-	if (reply == NULL || reply->type != REDIS_REPLY_STRING ||
-		(p = strstr(reply->str, "run_id:")) == NULL)
+	if (redisAppendCommandArgv(ctx, 2, argv, NULL) != REDIS_OK)
+		io_failure = WM_IO_ERROR;
+	argv[1] = "replication";
+	if (io_failure == WM_IO_NONE &&
+		redisAppendCommandArgv(ctx, 2, argv, NULL) != REDIS_OK)
+		io_failure = WM_IO_ERROR;
+	argv[0] = "ROLE";
+	if (io_failure == WM_IO_NONE &&
+		redisAppendCommandArgv(ctx, 1, argv, NULL) != REDIS_OK)
+		io_failure = WM_IO_ERROR;
+	if (io_failure == WM_IO_NONE && flush_output(deadline))
 	{
-		if (reply)
-			freeReplyObject(reply);
-		*detail = reply == NULL ? io_failure_text() : "INFO server returned no run_id";
-		return false;
+		for (i = 0; i < 3; i++)
+			if ((replies[i] = read_reply(deadline)) == NULL)
+				break;
 	}
-	p += strlen("run_id:");
-	{
-		size_t		n = strcspn(p, "\r\n");
 
-		/* 12 hex digits identify a run well enough and keep keys short. */
-		if (n > 12)
-			n = 12;
-		memcpy(run_id, p, n);
-		run_id[n] = '\0';
+	if (replies[2] == NULL)
+		*detail = io_failure_text();
+	else if (!info_field(replies[0], "run_id", runid, sizeof(runid)))
+		*detail = "INFO server returned no run_id";
+	else if (replies[2]->type != REDIS_REPLY_ARRAY ||
+			 replies[2]->elements < 1 ||
+			 replies[2]->element[0]->type != REDIS_REPLY_STRING)
+		*detail = "unexpected reply to ROLE";
+	else if (strcmp(replies[2]->element[0]->str, "master") != 0)
+		*detail = "the server is not a master (ROLE)";
+	else
+	{
+		/* Redis before 4.0 has no replication id: the run id alone. */
+		if (!info_field(replies[1], "master_replid", replid, sizeof(replid)))
+			strlcpy(replid, "-", sizeof(replid));
+		if (!info_field(replies[0], "redis_version", version, sizeof(version)))
+			version[0] = '\0';
+		server_flagged_scripts = atoi(version) >= 7;
+		snprintf(server_ident, sizeof(server_ident), "%.12s.%.12s",
+				 runid, replid);
+		ok = true;
 	}
-	freeReplyObject(reply);
-	return true;
+	for (i = 0; i < 3; i++)
+		if (replies[i])
+			freeReplyObject(replies[i]);
+	return ok;
+}
+
+bool
+wm_redis_uses_sentinel(void)
+{
+	return wm_guc_redis_sentinels != NULL && wm_guc_redis_sentinels[0] != '\0' &&
+		wm_guc_redis_sentinel_master != NULL &&
+		wm_guc_redis_sentinel_master[0] != '\0';
 }
 
 bool
 wm_redis_configured(void)
 {
-	return wm_guc_redis_host != NULL && wm_guc_redis_host[0] != '\0';
+	return (wm_guc_redis_host != NULL && wm_guc_redis_host[0] != '\0') ||
+		wm_redis_uses_sentinel();
 }
 
 /*
- * Where cached values live: host, port, ACL user, database and key prefix
- * (the password authenticates; it does not choose the data).  The worker
- * publishes its signature in shared memory (shmem.c).
+ * Where cached values live: host and port (or the sentinels and the master
+ * name), ACL user, database and key prefix (the password authenticates; it
+ * does not choose the data).  The worker publishes its signature in shared
+ * memory (shmem.c).  Through Sentinel the master's address is not part of
+ * it: it changes with a failover, without a reload.
  */
 uint64
 wm_redis_target_signature(void)
@@ -441,10 +533,16 @@ wm_redis_target_signature(void)
 
 	if (sig != 0 && sig_generation == wm_guc_redis_target_generation)
 		return sig;
-	snprintf(buf, sizeof(buf), "%s|%d|%s|%d|%s",
-			 wm_guc_redis_host ? wm_guc_redis_host : "", wm_guc_redis_port,
-			 wm_guc_redis_user ? wm_guc_redis_user : "", wm_guc_redis_database,
-			 wm_guc_key_prefix ? wm_guc_key_prefix : "");
+	if (wm_redis_uses_sentinel())
+		snprintf(buf, sizeof(buf), "sentinel|%s|%s|%s|%d|%s",
+				 wm_guc_redis_sentinels, wm_guc_redis_sentinel_master,
+				 wm_guc_redis_user ? wm_guc_redis_user : "", wm_guc_redis_database,
+				 wm_guc_key_prefix ? wm_guc_key_prefix : "");
+	else
+		snprintf(buf, sizeof(buf), "%s|%d|%s|%d|%s",
+				 wm_guc_redis_host ? wm_guc_redis_host : "", wm_guc_redis_port,
+				 wm_guc_redis_user ? wm_guc_redis_user : "", wm_guc_redis_database,
+				 wm_guc_key_prefix ? wm_guc_key_prefix : "");
 	sig = hash_bytes_extended((const unsigned char *) buf, strlen(buf), 0);
 	if (sig == 0)
 		sig = 1;				/* 0 means "no worker target yet" */
@@ -452,21 +550,24 @@ wm_redis_target_signature(void)
 	return sig;
 }
 
-/* Connect without blocking, within wm_perf.redis_connect_timeout. */
+/*
+ * Connect without blocking, within wm_perf.redis_connect_timeout, to a TCP
+ * address (an address literal: the check hooks refuse host names) or, with
+ * port 0, to a unix socket.  Leaves the context in ctx, also on failure.
+ */
 static bool
-open_connection(const char **detail)
+open_connection(const char *host, int port, const char **detail)
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   wm_guc_redis_connect_timeout);
 	int			err = 0;
 	socklen_t	len = sizeof(err);
 
-	if (wm_guc_redis_host[0] == '/')
-		ctx = redisConnectUnixNonBlock(wm_guc_redis_host);
+	if (host[0] == '/')
+		ctx = redisConnectUnixNonBlock(host);
 	else
-		ctx = redisConnectNonBlock(strcmp(wm_guc_redis_host, "localhost") == 0 ?
-								   "127.0.0.1" : wm_guc_redis_host,
-								   wm_guc_redis_port);
+		ctx = redisConnectNonBlock(strcmp(host, "localhost") == 0 ?
+								   "127.0.0.1" : host, port);
 	if (ctx == NULL || ctx->err)
 	{
 		*detail = ctx ? ctx->errstr : "out of memory";
@@ -486,11 +587,121 @@ open_connection(const char **detail)
 	return true;
 }
 
+/*
+ * Keep a failure's text across drop_connection() (it may point into the
+ * context).  No palloc: may run after commit.
+ */
+static void
+keep_detail(const char **detail)
+{
+	static char kept[256];
+
+	if (*detail != NULL && *detail != kept)
+	{
+		strlcpy(kept, *detail, sizeof(kept));
+		*detail = kept;
+	}
+}
+
+/*
+ * Ask one sentinel for the master's address: SENTINEL
+ * get-master-addr-by-name, on a connection of its own that is closed
+ * before returning.  False for no answer, a null reply (unknown name), an
+ * error reply (-IDONTKNOW: the sentinel has not seen the master since a
+ * failover) or an address that is not an IP literal.
+ */
+static bool
+ask_sentinel(const WmHostPort *sentinel, char *host, size_t hostsize,
+			 int *port, const char **detail)
+{
+	const char *argv[3];
+	redisReply *reply;
+	unsigned char buf[sizeof(struct in6_addr)];
+	bool		ok = false;
+
+	if (!open_connection(sentinel->host, sentinel->port, detail))
+	{
+		keep_detail(detail);
+		drop_connection();
+		return false;
+	}
+	argv[0] = "SENTINEL";
+	argv[1] = "get-master-addr-by-name";
+	argv[2] = wm_guc_redis_sentinel_master;
+	reply = round_trip(3, argv, NULL);
+	if (reply == NULL)
+		*detail = io_failure_text();
+	else if (reply->type == REDIS_REPLY_ERROR)
+		*detail = "a sentinel replied with an error";
+	else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+			 reply->element[0]->type != REDIS_REPLY_STRING ||
+			 reply->element[1]->type != REDIS_REPLY_STRING)
+		*detail = "a sentinel does not know the master name";
+	else if (reply->element[0]->len >= hostsize ||
+			 (inet_pton(AF_INET, reply->element[0]->str, buf) != 1 &&
+			  inet_pton(AF_INET6, reply->element[0]->str, buf) != 1))
+		*detail = "a sentinel named the master by a host name";
+	else
+	{
+		*port = atoi(reply->element[1]->str);
+		if (*port < 1 || *port > 65535)
+			*detail = "a sentinel named an invalid port";
+		else
+		{
+			strlcpy(host, reply->element[0]->str, hostsize);
+			ok = true;
+		}
+	}
+	if (reply)
+		freeReplyObject(reply);
+	keep_detail(detail);
+	drop_connection();
+	return ok;
+}
+
+/*
+ * Through Sentinel, as its client guidelines prescribe: ask each sentinel
+ * in turn, skip those that do not answer or do not know the master, connect
+ * to the address the first one names and confirm with ROLE that it is a
+ * master, else go on with the next sentinel.  Nothing is remembered: every
+ * new connection (after any failure, -READONLY included) asks again.
+ * Bounded by (number of sentinels) x (two connects + five round trips).
+ */
+static bool
+connect_through_sentinels(const char **detail)
+{
+	WmHostPort	sentinels[WM_MAX_SENTINELS];
+	int			n = wm_parse_sentinels(wm_guc_redis_sentinels, sentinels,
+									   WM_MAX_SENTINELS);
+	int			i;
+
+	*detail = "no sentinel is configured";
+	for (i = 0; i < n; i++)
+	{
+		char		host[64];
+		int			port;
+
+		if (!ask_sentinel(&sentinels[i], host, sizeof(host), &port, detail))
+			continue;
+		snprintf(where_text, sizeof(where_text), "%s%s%s:%d (master \"%s\")",
+				 strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+				 port, wm_guc_redis_sentinel_master);
+		if (open_connection(host, port, detail) && handshake(detail))
+			return true;
+		keep_detail(detail);
+		drop_connection();
+	}
+	snprintf(where_text, sizeof(where_text), "master \"%s\" through wm_perf.redis_sentinels",
+			 wm_guc_redis_sentinel_master);
+	return false;
+}
+
 /* Make sure ctx is usable. */
 static WmRedisStatus
 ensure_connection(void)
 {
 	const char *detail = NULL;
+	bool		ok;
 
 	if (!wm_redis_configured())
 	{
@@ -504,7 +715,19 @@ ensure_connection(void)
 	if (backoff_until != 0 && GetCurrentTimestamp() < backoff_until)
 		return WM_REDIS_BACKOFF;
 
-	if (!open_connection(&detail) || !handshake(&detail))
+	if (wm_redis_uses_sentinel())
+		ok = connect_through_sentinels(&detail);
+	else
+	{
+		if (wm_guc_redis_host[0] == '/')
+			strlcpy(where_text, wm_guc_redis_host, sizeof(where_text));
+		else
+			snprintf(where_text, sizeof(where_text), "%s:%d",
+					 wm_guc_redis_host, wm_guc_redis_port);
+		ok = open_connection(wm_guc_redis_host, wm_guc_redis_port, &detail) &&
+			handshake(&detail);
+	}
+	if (!ok)
 	{
 		fail(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION, "connect to",
 			 detail);
@@ -558,13 +781,13 @@ wm_redis_lookup(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 		if ((st = ensure_connection()) != WM_REDIS_OK)
 			return st;
 		argv[0] = "EVAL";
-		argv[1] = lookup_script;
+		argv[1] = server_flagged_scripts ? lookup_script_flagged : lookup_script;
 		argv[2] = "2";
 		argv[3] = epoch_key;
 		argv[4] = gen_key;
 		argv[5] = vprefix;
 		argv[6] = vsuffix;
-		argv[7] = run_id;
+		argv[7] = server_ident;
 		start = GetCurrentTimestamp();
 		reply = round_trip(8, argv, NULL);
 		count_trip(kind, start);
@@ -600,7 +823,7 @@ wm_redis_lookup(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 		memcpy(dst, reply->element[i]->str, reply->element[i]->len);
 		dst[reply->element[i]->len] = '\0';
 	}
-	strlcpy(version->run_id, run_id, sizeof(version->run_id));
+	strlcpy(version->server, server_ident, sizeof(version->server));
 	if (reply->element[2]->type == REDIS_REPLY_STRING)
 	{
 		*value = palloc(reply->element[2]->len + 1);
