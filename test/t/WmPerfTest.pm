@@ -27,7 +27,7 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(
   redis_server_bin redis_cli_bin start_redis stop_redis redis_cli
-  redis_run_id wait_for_redis_key load_fixture create_plain_functions
+  redis_run_id redis_server_ident wm_value_key wait_for_redis_key load_fixture create_plain_functions
   psql_sqlstate metric wm_keys wm_cluster_prefix wait_until redis_calls
   redis_diff redis_node wm_config_key
 );
@@ -132,6 +132,38 @@ sub redis_run_id
 	return substr($1, 0, 12);
 }
 
+# The server's identity as wm_perf puts it in value keys (redis.c):
+# "<run id>.<replication id>", 12 characters of each.
+sub redis_server_ident
+{
+	my ($port, @auth) = @_;
+	my $info = redis_cli($port, @auth, 'INFO', 'server');
+	$info =~ /^run_id:([0-9a-f]+)/m or die "no run_id in INFO server";
+	my $run = substr($1, 0, 12);
+	$info = redis_cli($port, @auth, 'INFO', 'replication');
+	$info =~ /^master_replid:([0-9a-f]+)/m or die "no master_replid in INFO replication";
+	return "$run." . substr($1, 0, 12);
+}
+
+# A value key is <before> ":s<tag>" <after>, where the tag (cache.c) names
+# the PostgreSQL server's shared memory segment and the scope's local
+# generation ("s0" without preload); it cannot be read from outside.  Returns
+# the stored key of that form with the highest local generation (the one the
+# latest store used), or a key of that form that does not exist.
+sub wm_value_key
+{
+	my ($port, $before, $after, @auth) = @_;
+	my $esc = sub { (my $x = shift) =~ s/([*?\[\]\\])/\\$1/g; $x };
+	my %gen;
+	foreach my $k (wm_keys($port, $esc->($before) . ':s*' . $esc->($after), @auth))
+	{
+		$gen{$k} = $1 // 0
+		  if $k =~ /^\Q$before\E:s(?:[0-9a-f]{12}\.(\d+)|0)\Q$after\E\z/;
+	}
+	my @keys = sort { $gen{$b} <=> $gen{$a} } keys %gen;
+	return @keys ? $keys[0] : "$before:s(none stored)$after";
+}
+
 # Poll (up to $secs, default 10) until GET $key satisfies $pred; returns the
 # last value seen.
 sub wait_for_redis_key
@@ -160,7 +192,7 @@ sub wm_keys
 # <system identifier>" (xact.c, key_cluster()).  Then
 #   <prefix>:epoch
 #   <prefix>:<db oid>:gen:<scope>
-#   <prefix>:<db oid>:<scope>:<run id 12>:e<epoch>:g<gen>:<fn>:<args>:c<table oids>:u<role oid>
+#   <prefix>:<db oid>:<scope>:<run id 12>.<replid 12>:e<epoch>:g<gen>:s<tag>:<fn>:<args>:c<table oids>:u<role oid>
 # (the table oids: wm_config_key()).
 sub wm_cluster_prefix
 {
