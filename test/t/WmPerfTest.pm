@@ -27,7 +27,7 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(
   redis_server_bin redis_cli_bin start_redis stop_redis redis_cli
-  redis_run_id redis_server_ident wm_value_key wait_for_redis_key load_fixture create_plain_functions
+  start_sentinel redis_run_id redis_server_ident wm_value_key wait_for_redis_key load_fixture create_plain_functions
   psql_sqlstate metric wm_keys wm_cluster_prefix wait_until redis_calls
   redis_diff redis_node wm_config_key
 );
@@ -86,6 +86,44 @@ sub start_redis
 		usleep(100_000);
 	}
 	die "redis-server on port $port did not answer PING within 10 s";
+}
+
+# start_sentinel(monitor => [name, port], down_after => ms, failover_timeout => ms)
+# A Redis Sentinel (redis-server --sentinel) on 127.0.0.1, quorum 1, with a
+# config file of its own (Sentinel rewrites it).  Returns ($pid, $port) once
+# it answers PING; stopped like a redis-server (stop_redis, END block).
+sub start_sentinel
+{
+	my (%opts) = @_;
+	my $port = $opts{port} // PostgreSQL::Test::Cluster::get_free_port();
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my ($name, $mport) = @{ $opts{monitor} };
+	my $down = $opts{down_after} // 500;
+	my $fto = $opts{failover_timeout} // 2000;
+	open(my $fh, '>', "$dir/sentinel.conf") or die "sentinel.conf: $!";
+	print $fh "port $port\nbind 127.0.0.1\ndaemonize no\ndir $dir\n",
+	  "logfile $dir/sentinel.log\n",
+	  "sentinel monitor $name 127.0.0.1 $mport 1\n",
+	  "sentinel down-after-milliseconds $name $down\n",
+	  "sentinel failover-timeout $name $fto\n",
+	  "sentinel parallel-syncs $name 1\n";
+	close($fh);
+	my $pid = fork();
+	die "fork failed: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		exec(redis_server_bin(), "$dir/sentinel.conf", '--sentinel')
+		  or POSIX::_exit(127);
+	}
+	$redis_pids{$pid} = $port;
+	for (1 .. 100)
+	{
+		return ($pid, $port) if redis_cli($port, 'PING') eq 'PONG';
+		die "sentinel exited early (see $dir/sentinel.log)"
+		  if waitpid($pid, POSIX::WNOHANG()) == $pid;
+		usleep(100_000);
+	}
+	die "sentinel on port $port did not answer PING within 10 s";
 }
 
 # Stop one redis-server by pid (SIGTERM by default) and reap it.
