@@ -598,6 +598,22 @@ key_suffix(const WmCacheCall *call)
 }
 
 /*
+ * The part of a value key after the generation: ":s<tag>" and the call's
+ * suffix.  The tag is, with preload, the incarnation of the shared memory
+ * segment and the scope's local generation as the call read it (before its
+ * dirty check and its snapshot); "0" without preload.
+ */
+static char *
+tagged_suffix(bool have_local_gen, uint64 local_gen, const char *vsuffix)
+{
+	if (have_local_gen)
+		return psprintf(":s%012llx.%llu%s",
+						(unsigned long long) wm_shmem_incarnation(),
+						(unsigned long long) local_gen, vsuffix);
+	return psprintf(":s0%s", vsuffix);
+}
+
+/*
  * The cache-or-compute core.  call->args identifies the call within the
  * scope (it must be unambiguous); tables and role are appended here.
  */
@@ -671,12 +687,7 @@ wm_cache_get(const WmCacheCall *call)
 	 * value is found only by a call that read the same generation, whatever
 	 * Redis lost or brought back; without preload "s0".
 	 */
-	if (have_local_gen)
-		rsuffix = psprintf(":s%012llx.%llu%s",
-						   (unsigned long long) wm_shmem_incarnation(),
-						   (unsigned long long) local_gen, vsuffix);
-	else
-		rsuffix = psprintf(":s0%s", vsuffix);
+	rsuffix = tagged_suffix(have_local_gen, local_gen, vsuffix);
 
 	rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, rsuffix,
 						  &version, &value, &value_len);
@@ -687,8 +698,14 @@ wm_cache_get(const WmCacheCall *call)
 	{
 		/*
 		 * Another backend was computing this value and has finished: look
-		 * again, from the start (a commit may have come meanwhile).
+		 * again, from the start (a commit may have come meanwhile).  The
+		 * local generation is read again first, before the dirty check and
+		 * the snapshot as for a new call: a value stored under the tag of
+		 * before the wait would be found by no later call.
 		 */
+		if (have_local_gen &&
+			wm_shmem_local_generation(MyDatabaseId, scope, &local_gen))
+			rsuffix = tagged_suffix(have_local_gen, local_gen, vsuffix);
 		if (!cache_usable(scope, call->tables, call->ntables))
 		{
 			wm_metrics_add(kind, WM_COUNTER_BYPASSES, 1);
