@@ -101,12 +101,14 @@ static const char *const lookup_script_flagged =
 
 /*
  * Store only if neither counter moved since the lookup.  KEYS[1] epoch,
- * KEYS[2] generation, KEYS[3] value key; ARGV: epoch, generation, value,
- * ttl.
+ * KEYS[2] generation; ARGV: epoch, generation, value, ttl, value key.  The
+ * value key is not declared, as in the lookup (it is in the same hash slot):
+ * a Redis Cluster node importing the slot answers a command whose declared
+ * keys it does not all hold yet with -TRYAGAIN.
  */
 static const char *const store_script =
 "if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[2] then "
-"  redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4]) return 1 "
+"  redis.call('SET', ARGV[5], ARGV[3], 'EX', ARGV[4]) return 1 "
 "end return 0";
 
 /* Increment every key given, starting missing ones from the clock. */
@@ -125,6 +127,10 @@ static uint64 ctx_target_generation = 0;
  */
 static char server_ident[WM_SERVER_IDENT_LEN];
 static bool server_flagged_scripts = false;
+static bool server_cluster = false;	/* cluster_enabled:1 */
+
+/* Most -MOVED/-ASK replies to application-key UNLINKs one delivery follows. */
+#define WM_MAX_KEY_REDIRECTS 8
 
 /* What the warnings name: "addr:port", a socket path, or the master name. */
 static char where_text[192];
@@ -399,7 +405,7 @@ handshake(const char **detail)
 {
 	char		password[WM_REDIS_MAX_PASSWORD];
 	redisReply *reply;
-	redisReply *replies[3] = {NULL, NULL, NULL};
+	redisReply *replies[4] = {NULL, NULL, NULL, NULL};
 	const char *argv[3];
 	char		dbbuf[16];
 	char		runid[48];
@@ -467,14 +473,19 @@ handshake(const char **detail)
 	if (io_failure == WM_IO_NONE &&
 		redisAppendCommandArgv(ctx, 1, argv, NULL) != REDIS_OK)
 		io_failure = WM_IO_ERROR;
+	argv[0] = "INFO";
+	argv[1] = "cluster";
+	if (io_failure == WM_IO_NONE &&
+		redisAppendCommandArgv(ctx, 2, argv, NULL) != REDIS_OK)
+		io_failure = WM_IO_ERROR;
 	if (io_failure == WM_IO_NONE && flush_output(deadline))
 	{
-		for (i = 0; i < 3; i++)
+		for (i = 0; i < 4; i++)
 			if ((replies[i] = read_reply(deadline)) == NULL)
 				break;
 	}
 
-	if (replies[2] == NULL)
+	if (replies[3] == NULL)
 		*detail = io_failure_text();
 	else if (!info_field(replies[0], "run_id", runid, sizeof(runid)))
 		*detail = "INFO server returned no run_id";
@@ -492,11 +503,13 @@ handshake(const char **detail)
 		if (!info_field(replies[0], "redis_version", version, sizeof(version)))
 			version[0] = '\0';
 		server_flagged_scripts = atoi(version) >= 7;
+		server_cluster = info_field(replies[3], "cluster_enabled", dbbuf, sizeof(dbbuf)) &&
+			strcmp(dbbuf, "1") == 0;
 		snprintf(server_ident, sizeof(server_ident), "%.12s.%.12s",
 				 runid, replid);
 		ok = true;
 	}
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < 4; i++)
 		if (replies[i])
 			freeReplyObject(replies[i]);
 	return ok;
@@ -739,6 +752,180 @@ ensure_connection(void)
 }
 
 /*
+ * Redis Cluster.  "-MOVED <slot> <addr>:<port>": the slot lives elsewhere
+ * for good; "-ASK <slot> <addr>:<port>": for this command only (the slot is
+ * being migrated).  True, with the target, for either.
+ */
+static bool
+parse_redirect(const redisReply *r, bool *ask, char *host, size_t hostsize,
+			   int *port)
+{
+	const char *p;
+	const char *colon;
+	unsigned char buf[sizeof(struct in6_addr)];
+	size_t		n;
+
+	if (r == NULL || r->type != REDIS_REPLY_ERROR)
+		return false;
+	if (strncmp(r->str, "MOVED ", 6) == 0)
+	{
+		*ask = false;
+		p = r->str + 6;
+	}
+	else if (strncmp(r->str, "ASK ", 4) == 0)
+	{
+		*ask = true;
+		p = r->str + 4;
+	}
+	else
+		return false;
+	p = strchr(p, ' ');
+	if (p == NULL || (colon = strrchr(p, ':')) == NULL)
+		return false;
+	p++;
+	n = colon - p;
+	if (n == 0 || n >= hostsize)
+		return false;
+	memcpy(host, p, n);
+	host[n] = '\0';
+	*port = atoi(colon + 1);
+	/* Address literals only, as everywhere: no DNS look-up. */
+	return *port > 0 && *port <= 65535 &&
+		(inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1);
+}
+
+/* -TRYAGAIN (a multi-key command during a migration), -CLUSTERDOWN. */
+static bool
+cluster_transient(const redisReply *r)
+{
+	return r != NULL && r->type == REDIS_REPLY_ERROR &&
+		(strncmp(r->str, "TRYAGAIN", 8) == 0 ||
+		 strncmp(r->str, "CLUSTERDOWN", 11) == 0);
+}
+
+/*
+ * Send one command on a connection of its own to host:port (after the
+ * handshake, without replacing the server identity the keys use), preceded
+ * by ASKING when 'ask', and return its reply.  The main connection is kept
+ * as it is.  NULL on failure.
+ */
+static redisReply *
+command_on_node(const char *host, int port, bool ask, int argc,
+				const char **argv, const size_t *argvlen)
+{
+	redisContext *saved = ctx;
+	char		ident[WM_SERVER_IDENT_LEN];
+	bool		flagged = server_flagged_scripts;
+	bool		cluster = server_cluster;
+	const char *detail = NULL;
+	const char *asking[1] = {"ASKING"};
+	redisReply *reply = NULL;
+	TimestampTz deadline;
+
+	strlcpy(ident, server_ident, sizeof(ident));
+	ctx = NULL;
+	if (open_connection(host, port, &detail) && handshake(&detail))
+	{
+		/* The keys keep naming the server the call started on. */
+		strlcpy(server_ident, ident, sizeof(server_ident));
+		deadline = command_deadline();
+		io_failure = WM_IO_NONE;
+		if ((!ask || redisAppendCommandArgv(ctx, 1, asking, NULL) == REDIS_OK) &&
+			redisAppendCommandArgv(ctx, argc, argv, argvlen) == REDIS_OK &&
+			flush_output(deadline))
+		{
+			redisReply *first = ask ? read_reply(deadline) : NULL;
+
+			if (!ask || first != NULL)
+				reply = read_reply(deadline);
+			if (first)
+				freeReplyObject(first);
+		}
+	}
+	drop_connection();
+	ctx = saved;
+	strlcpy(server_ident, ident, sizeof(server_ident));
+	server_flagged_scripts = flagged;
+	server_cluster = cluster;
+	return reply;
+}
+
+/*
+ * A reply of wm_perf's own keys (lookup, store, bump) that is a redirect is
+ * followed: -MOVED moves this backend's connection to the node named (its
+ * identity then goes into the keys), -ASK sends the command once more to
+ * the node named, after ASKING; at most one -MOVED then one -ASK.  Any other reply is returned as it is.
+ * NULL on failure (the connection is then gone).
+ */
+static redisReply *follow_redirect_moved(const char *host, int port, int argc,
+										 const char **argv, const size_t *argvlen);
+
+static redisReply *
+follow_redirect(redisReply *reply, int argc, const char **argv,
+				const size_t *argvlen)
+{
+	char		host[64];
+	int			port;
+	bool		ask;
+
+	if (!parse_redirect(reply, &ask, host, sizeof(host), &port))
+		return reply;
+	freeReplyObject(reply);
+	if (ask)
+		return command_on_node(host, port, true, argc, argv, argvlen);
+	return follow_redirect_moved(host, port, argc, argv, argvlen);
+}
+
+/* -MOVED: this backend's connection goes to host:port for good. */
+static redisReply *
+follow_redirect_moved(const char *host, int port, int argc, const char **argv,
+					  const size_t *argvlen)
+{
+	const char *detail = NULL;
+	redisReply *reply;
+	char		host2[64];
+	int			port2;
+	bool		ask;
+
+	drop_connection();
+	snprintf(where_text, sizeof(where_text), "%s%s%s:%d",
+			 strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", port);
+	if (!open_connection(host, port, &detail) || !handshake(&detail))
+	{
+		keep_detail(&detail);
+		drop_connection();
+		io_failure = WM_IO_ERROR;
+		return NULL;
+	}
+	reply = round_trip(argc, argv, argvlen);
+
+	/*
+	 * The node that owns the slot may be migrating it: one -ASK more is
+	 * followed (at most one -MOVED and one -ASK per command).
+	 */
+	if (parse_redirect(reply, &ask, host2, sizeof(host2), &port2) && ask)
+	{
+		freeReplyObject(reply);
+		reply = command_on_node(host2, port2, true, argc, argv, argvlen);
+	}
+	return reply;
+}
+
+/*
+ * -TRYAGAIN and -CLUSTERDOWN: the call is a miss (it computes, stores
+ * nothing); the connection stays (the reply was read whole) and no
+ * back-off starts.  A rate-limited WARNING.
+ */
+static void
+transient_failure(const char *what, const redisReply *reply)
+{
+	char		copy[128];
+
+	strlcpy(copy, reply->str, sizeof(copy));
+	warn_failure(ERRCODE_CONNECTION_FAILURE, what, copy);
+}
+
+/*
  * Should a failed command on a connection that was open before this call be
  * retried on a new one?  Only for a closed connection, never after a
  * timeout or an interrupt.
@@ -789,7 +976,7 @@ wm_redis_lookup(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 		argv[6] = vsuffix;
 		argv[7] = server_ident;
 		start = GetCurrentTimestamp();
-		reply = round_trip(8, argv, NULL);
+		reply = follow_redirect(round_trip(8, argv, NULL), 8, argv, NULL);
 		count_trip(kind, start);
 		if (reply != NULL)
 			break;
@@ -801,6 +988,12 @@ wm_redis_lookup(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 	if (reply == NULL)
 	{
 		fail(ERRCODE_CONNECTION_FAILURE, "read from", io_failure_text());
+		return WM_REDIS_FAILED;
+	}
+	if (cluster_transient(reply))
+	{
+		transient_failure("read from", reply);
+		freeReplyObject(reply);
 		return WM_REDIS_FAILED;
 	}
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
@@ -853,19 +1046,25 @@ wm_redis_store(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 	snprintf(ttl, sizeof(ttl), "%d", ttl_s);
 	argv[0] = "EVAL";
 	argv[1] = store_script;
-	argv[2] = "3";
+	argv[2] = "2";
 	argv[3] = epoch_key;
 	argv[4] = gen_key;
-	argv[5] = key;
-	argv[6] = version->epoch;
-	argv[7] = version->generation;
-	argv[8] = value;
-	argv[9] = ttl;
+	argv[5] = version->epoch;
+	argv[6] = version->generation;
+	argv[7] = value;
+	argv[8] = ttl;
+	argv[9] = key;
 	for (i = 0; i < 10; i++)
-		argvlen[i] = i == 8 ? len : strlen(argv[i]);
+		argvlen[i] = i == 7 ? len : strlen(argv[i]);
 	start = GetCurrentTimestamp();
-	reply = round_trip(10, argv, argvlen);
+	reply = follow_redirect(round_trip(10, argv, argvlen), 10, argv, argvlen);
 	count_trip(kind, start);
+	if (cluster_transient(reply))
+	{
+		transient_failure("write to", reply);
+		freeReplyObject(reply);
+		return WM_REDIS_FAILED;
+	}
 	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER)
 	{
 		const char *why = reply == NULL ? io_failure_text() : "error reply";
@@ -879,9 +1078,22 @@ wm_redis_store(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 	return WM_REDIS_OK;
 }
 
+/* A command of a pipeline that a cluster redirected. */
+typedef struct WmRedirected
+{
+	int			index;			/* 0: the bump (when there is one) */
+	bool		ask;
+	int			port;
+	char		host[64];
+} WmRedirected;
+
 /*
  * Send the pipeline and read every reply, all within one command timeout;
- * false on any failure.  Post-commit safe.
+ * false on any failure.  On a Redis Cluster, a command that was redirected
+ * (-MOVED/-ASK) is sent once more to the node named, after the pipeline:
+ * the bump like a lookup (follow_redirect), an application key on a
+ * connection of its own (its slot is any), at most WM_MAX_KEY_REDIRECTS of
+ * them.  Post-commit safe: stack and hiredis memory only.
  */
 static bool
 pipeline(int nincr, char *const *incr_keys, int nunlink,
@@ -889,16 +1101,18 @@ pipeline(int nincr, char *const *incr_keys, int nunlink,
 {
 	TimestampTz deadline = command_deadline();
 	const char *argv[2];
+	const char *bargv[3 + WM_MAX_BUMP_KEYS];
+	char		nkeys[16];
 	redisReply *reply;
+	WmRedirected redirected[WM_MAX_KEY_REDIRECTS + 1];
+	int			nredirected = 0;
+	int			nbump = nincr > 0 ? 1 : 0;
 	int			i;
 	bool		ok = true;
 
 	io_failure = WM_IO_NONE;
 	if (nincr > 0)
 	{
-		const char *bargv[3 + WM_MAX_BUMP_KEYS];
-		char		nkeys[16];
-
 		if (nincr > WM_MAX_BUMP_KEYS)
 			return false;
 		snprintf(nkeys, sizeof(nkeys), "%d", nincr);
@@ -919,15 +1133,48 @@ pipeline(int nincr, char *const *incr_keys, int nunlink,
 	}
 	if (!flush_output(deadline))
 		return false;
-	for (i = 0; i < (nincr > 0 ? 1 : 0) + nunlink; i++)
+	for (i = 0; i < nbump + nunlink; i++)
 	{
+		WmRedirected *r = &redirected[nredirected];
+
 		if ((reply = read_reply(deadline)) == NULL)
 			return false;
-		if (reply->type == REDIS_REPLY_ERROR)
+		if (nredirected <= WM_MAX_KEY_REDIRECTS &&
+			parse_redirect(reply, &r->ask, r->host, sizeof(r->host), &r->port))
+		{
+			r->index = i;
+			nredirected++;
+		}
+		else if (reply->type == REDIS_REPLY_ERROR)
 			ok = false;
-		else if ((nincr == 0 || i > 0) && reply->type == REDIS_REPLY_INTEGER)
+		else if (i >= nbump && reply->type == REDIS_REPLY_INTEGER)
 			*unlinked += (long) reply->integer;
 		freeReplyObject(reply);
+	}
+
+	for (i = 0; i < nredirected && ok; i++)
+	{
+		WmRedirected *r = &redirected[i];
+
+		if (r->index < nbump)
+			/* wm_perf's own slot: as for a lookup (follow_redirect). */
+			reply = r->ask ?
+				command_on_node(r->host, r->port, true, 3 + nincr, bargv, NULL) :
+				follow_redirect_moved(r->host, r->port, 3 + nincr, bargv, NULL);
+		else
+		{
+			argv[0] = "UNLINK";
+			argv[1] = unlink_keys[r->index - nbump];
+			reply = command_on_node(r->host, r->port, r->ask, 2, argv, NULL);
+		}
+		if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+			ok = false;
+		else if (r->index >= nbump && reply->type == REDIS_REPLY_INTEGER)
+			*unlinked += (long) reply->integer;
+		if (reply)
+			freeReplyObject(reply);
+		if (ctx == NULL)
+			return false;
 	}
 	return ok;
 }
@@ -1018,6 +1265,17 @@ wm_redis_unlink_matching(const char *pattern, char *cursor, int max_rounds,
 	*unlinked = 0;
 	if ((st = ensure_connection()) != WM_REDIS_OK)
 		return st;
+
+	/*
+	 * SCAN covers one node of a Redis Cluster: deleting by pattern there
+	 * would silently leave the keys of the other nodes.  Refused, loudly.
+	 */
+	if (server_cluster)
+	{
+		warn_failure(ERRCODE_FEATURE_NOT_SUPPORTED, "delete keys matching a pattern in",
+					 "glob rules of wm_cache_rules are not supported on a Redis Cluster");
+		return WM_REDIS_FAILED;
+	}
 
 	for (round = 0; round < max_rounds; round++)
 	{

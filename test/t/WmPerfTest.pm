@@ -227,7 +227,8 @@ sub wm_keys
 }
 
 # The first segments of every key of this cluster: "<wm_perf.key_prefix>:v2:
-# <system identifier>" (xact.c, key_cluster()).  Then
+# {<system identifier>}" (xact.c, key_cluster(); the braces are a Redis
+# Cluster hash tag).  Then
 #   <prefix>:epoch
 #   <prefix>:<db oid>:gen:<scope>
 #   <prefix>:<db oid>:<scope>:<run id 12>.<replid 12>:e<epoch>:g<gen>:s<tag>:<fn>:<args>:c<table oids>:u<role oid>
@@ -237,7 +238,7 @@ sub wm_cluster_prefix
 	my ($node) = @_;
 	my $sysid = $node->safe_psql('postgres',
 		'SELECT system_identifier FROM pg_control_system()');
-	return "wm_perf:v2:$sysid";
+	return "wm_perf:v2:{$sysid}";
 }
 
 # The "c<oids>" segment of a value key: the tables a scope's values are
