@@ -21,6 +21,15 @@
  * so an outage costs at most one timeout per interval, not one per call or
  * commit.
  *
+ * The server must be a master (ROLE at connect; from Redis 7 the lookup
+ * script's shebang makes a replica refuse it), and its identity, "<run
+ * id>.<replication id>", goes into the value keys.  With
+ * wm_perf.redis_sentinels the master is asked of the sentinels at every
+ * new connection, never remembered.  On a Redis Cluster, -MOVED and -ASK
+ * are followed (at most one of each per command), -TRYAGAIN and
+ * -CLUSTERDOWN are misses without back-off, and pattern deletion is
+ * refused (SCAN sees one node).
+ *
  * Nothing here raises an ERROR.  wm_redis_deliver and
  * wm_redis_unlink_matching run after commit: they use hiredis (malloc) and
  * stack memory only, never palloc.  Warnings are rate-limited and carry
