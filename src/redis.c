@@ -86,8 +86,10 @@
 
 /*
  * The read path in one round trip.  KEYS[1] epoch, KEYS[2] generation;
- * ARGV[1] value key prefix, ARGV[2] suffix, ARGV[3] the server's run id as
- * seen at connect time.  Returns {epoch, generation, value or false}.
+ * ARGV[1] value key prefix, ARGV[2] suffix (":s<tag>:<fn>:..."), ARGV[3]
+ * the server's identity as seen at connect time.  The value key is not
+ * declared: it is in the same hash slot as the counters (hash tag).
+ * Returns {epoch, generation, value or false}.
  */
 #define WM_LUA_LOOKUP \
 WM_LUA_CURRENT \
