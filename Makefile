@@ -79,7 +79,7 @@ all install installcheck:
 endif
 
 # Individual suites against an already running server (PGHOST/PGPORT).
-.PHONY: regresscheck regresscheck-no-redis isolationcheck tapcheck nodecheck test demo bench bench-steady valgrind compat-check dist deb
+.PHONY: regresscheck regresscheck-no-redis isolationcheck tapcheck nodecheck test demo bench bench-steady bench-scaleout valgrind compat-check dist deb
 
 regresscheck:
 	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
@@ -129,3 +129,7 @@ bench:
 # Statistics under a steady stream of pickups, and the writers' cost (issue 12).
 bench-steady:
 	bash bench/steady.sh
+
+# Hit and miss latency through Sentinel and Cluster against one Redis (issue 14).
+bench-scaleout:
+	bash bench/scaleout.sh

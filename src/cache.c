@@ -457,7 +457,7 @@ local_store(const char *key, uint64 generation, Jsonb *value)
 static char *
 value_key(const char *vprefix, const WmCacheVersion *version, const char *vsuffix)
 {
-	return psprintf("%s:%s:e%s:g%s%s", vprefix, version->run_id,
+	return psprintf("%s:%s:e%s:g%s%s", vprefix, version->server,
 					version->epoch, version->generation, vsuffix);
 }
 
@@ -605,6 +605,22 @@ key_suffix(const WmCacheCall *call)
 }
 
 /*
+ * The part of a value key after the generation: ":s<tag>" and the call's
+ * suffix.  The tag is, with preload, the incarnation of the shared memory
+ * segment and the scope's local generation as the call read it (before its
+ * dirty check and its snapshot); "0" without preload.
+ */
+static char *
+tagged_suffix(bool have_local_gen, uint64 local_gen, const char *vsuffix)
+{
+	if (have_local_gen)
+		return psprintf(":s%012llx.%llu%s",
+						(unsigned long long) wm_shmem_incarnation(),
+						(unsigned long long) local_gen, vsuffix);
+	return psprintf(":s0%s", vsuffix);
+}
+
+/*
  * The cache-or-compute core.  call->args identifies the call within the
  * scope (it must be unambiguous); tables and role are appended here.
  */
@@ -625,7 +641,9 @@ wm_cache_get(const WmCacheCall *call)
 	instr_time	start;
 	instr_time	duration;
 	bool		use_local;
+	bool		have_local_gen;
 	uint64		local_gen = 0;
+	char	   *rsuffix;
 	char		local_key[WM_MAX_KEY_LEN];
 	WmFlight	flight = {0};
 	uint64		store_token = 0;
@@ -635,9 +653,12 @@ wm_cache_get(const WmCacheCall *call)
 	INSTR_TIME_SET_CURRENT(start);
 	wm_metrics_add(kind, WM_COUNTER_CALLS, 1);
 
-	/* Before the dirty check in cache_usable() and before any snapshot. */
-	use_local = wm_guc_local_cache_size > 0 &&
-		wm_shmem_local_generation(MyDatabaseId, scope, &local_gen);
+	/*
+	 * Before the dirty check in cache_usable() and before any snapshot: the
+	 * tag of local copies, and (with preload) of the Redis value keys.
+	 */
+	have_local_gen = wm_shmem_local_generation(MyDatabaseId, scope, &local_gen);
+	use_local = wm_guc_local_cache_size > 0 && have_local_gen;
 	if (wm_guc_local_cache_size == 0 && local_copies != NULL)
 		local_reset(false);		/* turned off: free the copies */
 
@@ -668,24 +689,39 @@ wm_cache_get(const WmCacheCall *call)
 	wm_key_generation(gen_key, sizeof(gen_key), MyDatabaseId, scope);
 	wm_key_values(vprefix, sizeof(vprefix), MyDatabaseId, scope);
 
-	rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, vsuffix,
+	/*
+	 * Failover safety (docs/architecture.md, "Redis failover and restored
+	 * data"): with preload the value key also names this server's shared
+	 * memory segment and the scope's local generation read above, so a
+	 * value is found only by a call that read the same generation, whatever
+	 * Redis lost or brought back; without preload "s0".
+	 */
+	rsuffix = tagged_suffix(have_local_gen, local_gen, vsuffix);
+
+	rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, rsuffix,
 						  &version, &value, &value_len);
 	/* A writing transaction computes for itself only: it leads no flight. */
 	if (rst == WM_REDIS_OK && value == NULL && !writing &&
-		flight_join(&flight, vprefix, &version, vsuffix, call->tables,
+		flight_join(&flight, vprefix, &version, rsuffix, call->tables,
 					call->ntables))
 	{
 		/*
 		 * Another backend was computing this value and has finished: look
-		 * again, from the start (a commit may have come meanwhile).
+		 * again, from the start (a commit may have come meanwhile).  The
+		 * local generation is read again first, before the dirty check and
+		 * the snapshot as for a new call: a value stored under the tag of
+		 * before the wait would be found by no later call.
 		 */
+		if (have_local_gen &&
+			wm_shmem_local_generation(MyDatabaseId, scope, &local_gen))
+			rsuffix = tagged_suffix(have_local_gen, local_gen, vsuffix);
 		if (!cache_usable(scope, call->tables, call->ntables))
 		{
 			wm_metrics_add(kind, WM_COUNTER_BYPASSES, 1);
 			result = call->compute(call->arg, &empty);
 			goto done;
 		}
-		rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, vsuffix,
+		rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, rsuffix,
 							  &version, &value, &value_len);
 	}
 	if (rst != WM_REDIS_OK)
@@ -723,7 +759,7 @@ wm_cache_get(const WmCacheCall *call)
 	{
 		size_t		len;
 		char	   *enc = encode_value(result, &len);
-		char	   *key = value_key(vprefix, &version, vsuffix);
+		char	   *key = value_key(vprefix, &version, rsuffix);
 
 		/*
 		 * Not when a commit changed the scope since the token: it may have

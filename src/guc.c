@@ -22,6 +22,7 @@
 #include "postgres.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 
@@ -50,6 +51,9 @@ int			wm_guc_slow_spatial_threshold = 100;
 XLogRecPtr	wm_guc_min_lsn = InvalidXLogRecPtr;
 int			wm_guc_min_lsn_timeout = 1000;
 static char *min_lsn_string = NULL;
+
+char	   *wm_guc_redis_sentinels = NULL;
+char	   *wm_guc_redis_sentinel_master = NULL;
 
 /* Bumped whenever a setting that identifies the Redis target changes. */
 uint64		wm_guc_redis_target_generation = 0;
@@ -138,6 +142,145 @@ check_redis_host(char **newval, void **extra, GucSource source)
 	GUC_check_errdetail("wm_perf.redis_host must be an IP address, \"localhost\" or an absolute unix socket path.");
 	GUC_check_errhint("Host names are not resolved, because a DNS look-up cannot be bounded by a timeout.");
 	return false;
+}
+
+/*
+ * wm_perf.redis_sentinels: "addr:port[,addr:port...]", an IPv6 address in
+ * brackets ("[::1]:26379"), blanks around the commas allowed; at most
+ * WM_MAX_SENTINELS.  Address literals only, for the reason above.  Returns
+ * the number of entries, or -1 (and *why) if the list is malformed.  No
+ * palloc: redis.c parses the setting again on every resolution, possibly
+ * after commit.
+ */
+static int
+parse_sentinels(const char *list, WmHostPort *out, int max, const char **why)
+{
+	const char *p = list;
+	int			n = 0;
+
+	*why = NULL;
+	if (list == NULL)
+		return 0;
+	for (;;)
+	{
+		const char *host;
+		size_t		hlen;
+		unsigned char buf[sizeof(struct in6_addr)];
+		char	   *end;
+		long		port;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\0' && n == 0)
+			return 0;			/* empty: no sentinels */
+		if (n == max)
+		{
+			*why = "wm_perf.redis_sentinels lists too many sentinels.";
+			return -1;
+		}
+		if (*p == '[')
+		{
+			host = ++p;
+			while (*p != '\0' && *p != ']')
+				p++;
+			if (*p != ']')
+			{
+				*why = "An IPv6 address must be closed by \"]\".";
+				return -1;
+			}
+			hlen = p - host;
+			p++;
+		}
+		else
+		{
+			host = p;
+			while (*p != '\0' && *p != ':' && *p != ',' && *p != ' ')
+				p++;
+			hlen = p - host;
+		}
+		if (hlen == 0 || hlen >= sizeof(out[n].host))
+		{
+			*why = "Every entry must be an IP address followed by \":port\".";
+			return -1;
+		}
+		memcpy(out[n].host, host, hlen);
+		out[n].host[hlen] = '\0';
+		if (inet_pton(AF_INET, out[n].host, buf) != 1 &&
+			inet_pton(AF_INET6, out[n].host, buf) != 1)
+		{
+			*why = "Sentinels must be given by IP address: host names are not resolved, because a DNS look-up cannot be bounded by a timeout.";
+			return -1;
+		}
+		if (*p != ':')
+		{
+			*why = "Every entry must be an IP address followed by \":port\".";
+			return -1;
+		}
+		p++;
+		errno = 0;
+		port = strtol(p, &end, 10);
+		if (end == p || errno != 0 || port < 1 || port > 65535)
+		{
+			*why = "A sentinel port must be between 1 and 65535.";
+			return -1;
+		}
+		out[n++].port = (int) port;
+		p = end;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\0')
+			return n;
+		if (*p != ',')
+		{
+			*why = "Entries must be separated by commas.";
+			return -1;
+		}
+		p++;
+	}
+}
+
+int
+wm_parse_sentinels(const char *list, WmHostPort *out, int max)
+{
+	const char *why;
+
+	return parse_sentinels(list, out, max, &why);
+}
+
+static bool
+check_redis_sentinels(char **newval, void **extra, GucSource source)
+{
+	WmHostPort	entries[WM_MAX_SENTINELS];
+	const char *why;
+
+	if (parse_sentinels(*newval, entries, WM_MAX_SENTINELS, &why) >= 0)
+		return true;
+	GUC_check_errdetail("%s", why);
+	GUC_check_errhint("Write up to %d entries such as \"127.0.0.1:26379, [::1]:26380\".",
+					  WM_MAX_SENTINELS);
+	return false;
+}
+
+/* A Sentinel master name: one protocol argument, printable, no blanks. */
+static bool
+check_sentinel_master(char **newval, void **extra, GucSource source)
+{
+	const char *p = *newval;
+	size_t		len = p ? strlen(p) : 0;
+	size_t		i;
+
+	if (len > 64)
+	{
+		GUC_check_errdetail("wm_perf.redis_sentinel_master must have at most 64 characters.");
+		return false;
+	}
+	for (i = 0; i < len; i++)
+		if ((unsigned char) p[i] <= ' ' || (unsigned char) p[i] >= 127)
+		{
+			GUC_check_errdetail("wm_perf.redis_sentinel_master may contain only printable ASCII characters, no blanks.");
+			return false;
+		}
+	return true;
 }
 
 /* Key prefixes are one Redis key segment: no separators, no blanks. */
@@ -260,6 +403,29 @@ wm_guc_init(void)
 							PGC_SIGHUP,
 							GUC_SUPERUSER_ONLY,
 							NULL, assign_redis_target_int, NULL);
+
+	/*
+	 * Redis Sentinel: when both are set, the master is asked of the
+	 * sentinels at every connection (redis.c) and redis_host/redis_port are
+	 * not used.
+	 */
+	DefineCustomStringVariable("wm_perf.redis_sentinels",
+							   gettext_noop("Sets the Redis Sentinel instances that name the Redis master."),
+							   gettext_noop("A comma-separated list of address:port (IPv6 in brackets); used together with wm_perf.redis_sentinel_master instead of wm_perf.redis_host."),
+							   &wm_guc_redis_sentinels,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   check_redis_sentinels, assign_redis_target_string, NULL);
+
+	DefineCustomStringVariable("wm_perf.redis_sentinel_master",
+							   gettext_noop("Sets the name of the Redis master the sentinels monitor."),
+							   NULL,
+							   &wm_guc_redis_sentinel_master,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   check_sentinel_master, assign_redis_target_string, NULL);
 
 	DefineCustomStringVariable("wm_perf.redis_password",
 							   gettext_noop("Sets the password sent with AUTH to Redis."),

@@ -21,6 +21,15 @@
  * so an outage costs at most one timeout per interval, not one per call or
  * commit.
  *
+ * The server must be a master (ROLE at connect; from Redis 7 the lookup
+ * script's shebang makes a replica refuse it), and its identity, "<run
+ * id>.<replication id>", goes into the value keys.  With
+ * wm_perf.redis_sentinels the master is asked of the sentinels at every
+ * new connection, never remembered.  On a Redis Cluster, -MOVED and -ASK
+ * are followed (at most one of each per command), -TRYAGAIN and
+ * -CLUSTERDOWN are misses without back-off, and pattern deletion is
+ * refused (SCAN sees one node).
+ *
  * Nothing here raises an ERROR.  wm_redis_deliver and
  * wm_redis_unlink_matching run after commit: they use hiredis (malloc) and
  * stack memory only, never palloc.  Warnings are rate-limited and carry
@@ -30,7 +39,9 @@
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
@@ -75,23 +86,40 @@
 
 /*
  * The read path in one round trip.  KEYS[1] epoch, KEYS[2] generation;
- * ARGV[1] value key prefix, ARGV[2] suffix, ARGV[3] the server's run id as
- * seen at connect time.  Returns {epoch, generation, value or false}.
+ * ARGV[1] value key prefix, ARGV[2] suffix (":s<tag>:<fn>:..."), ARGV[3]
+ * the server's identity as seen at connect time.  The value key is not
+ * declared: it is in the same hash slot as the counters (hash tag).
+ * Returns {epoch, generation, value or false}.
  */
-static const char *const lookup_script =
-WM_LUA_CURRENT
-"local e = current(KEYS[1]) "
-"local g = current(KEYS[2]) "
-"return {e, g, redis.call('GET', ARGV[1] .. ':' .. ARGV[3] .. ':e' .. e .. ':g' .. g .. ARGV[2])}";
+#define WM_LUA_LOOKUP \
+WM_LUA_CURRENT \
+"local e = current(KEYS[1]) " \
+"local g = current(KEYS[2]) " \
+"return {e, g, redis.call('GET', ARGV[1] .. ':' .. ARGV[3] .. ':e' .. e .. ':g' .. g .. ARGV[2])}"
+
+static const char *const lookup_script = WM_LUA_LOOKUP;
+
+/*
+ * Redis 7 and later: the same script with a shebang.  A flagged script
+ * without "no-writes" is refused with -READONLY on a replica before it
+ * runs, so a lookup can only be answered by a master, even on a connection
+ * that stayed open while its server was demoted (without the flag, a
+ * script that only reads runs on a replica).  allow-oom keeps lookups
+ * working when the server is at maxmemory, as the unflagged script did.
+ */
+static const char *const lookup_script_flagged =
+"#!lua flags=allow-oom\n" WM_LUA_LOOKUP;
 
 /*
  * Store only if neither counter moved since the lookup.  KEYS[1] epoch,
- * KEYS[2] generation, KEYS[3] value key; ARGV: epoch, generation, value,
- * ttl.
+ * KEYS[2] generation; ARGV: epoch, generation, value, ttl, value key.  The
+ * value key is not declared, as in the lookup (it is in the same hash slot):
+ * a Redis Cluster node importing the slot answers a command whose declared
+ * keys it does not all hold yet with -TRYAGAIN.
  */
 static const char *const store_script =
 "if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[2] then "
-"  redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4]) return 1 "
+"  redis.call('SET', ARGV[5], ARGV[3], 'EX', ARGV[4]) return 1 "
 "end return 0";
 
 /* Increment every key given, starting missing ones from the clock. */
@@ -102,7 +130,21 @@ WM_LUA_CURRENT
 
 static redisContext *ctx = NULL;
 static uint64 ctx_target_generation = 0;
-static char run_id[48];
+
+/*
+ * The server's identity as read at connect time, "<run id>.<replication
+ * id>" (12 hex digits of each), which goes into every value key; and
+ * whether it runs flagged scripts (Redis 7 and later).
+ */
+static char server_ident[WM_SERVER_IDENT_LEN];
+static bool server_flagged_scripts = false;
+static bool server_cluster = false;	/* cluster_enabled:1 */
+
+/* Most -MOVED/-ASK replies to application-key UNLINKs one delivery follows. */
+#define WM_MAX_KEY_REDIRECTS 8
+
+/* What the warnings name: "addr:port", a socket path, or the master name. */
+static char where_text[192];
 static TimestampTz backoff_until = 0;
 static TimestampTz last_warning = 0;
 
@@ -110,7 +152,6 @@ static void
 warn_failure(int sqlstate, const char *what, const char *detail)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	char		where[64];
 
 	if (last_warning != 0 &&
 		!TimestampDifferenceExceeds(last_warning, now,
@@ -119,14 +160,10 @@ warn_failure(int sqlstate, const char *what, const char *detail)
 	last_warning = now;
 
 	/* No palloc here: this may run after commit. */
-	if (wm_guc_redis_host[0] == '/')
-		where[0] = '\0';
-	else
-		snprintf(where, sizeof(where), ":%d", wm_guc_redis_port);
 	ereport(WARNING,
 			(errcode(sqlstate),
-			 errmsg("wm_perf could not %s Redis at %s%s: %s",
-					what, wm_guc_redis_host, where,
+			 errmsg("wm_perf could not %s Redis at %s: %s",
+					what, where_text[0] != '\0' ? where_text : "(none)",
 					detail ? detail : "unknown error"),
 			 errdetail("Statistics are computed in the database until Redis answers again; retrying after %d ms.",
 					   wm_guc_redis_backoff)));
@@ -343,15 +380,51 @@ read_password(char *buf, size_t size)
 	return true;
 }
 
-/* AUTH, SELECT and INFO server on a fresh connection. */
+/* The value of "field:" in an INFO reply, up to max characters. */
+static bool
+info_field(const redisReply *reply, const char *field, char *out, size_t max)
+{
+	const char *p;
+	size_t		flen = strlen(field);
+	size_t		n;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_STRING)
+		return false;
+	for (p = reply->str; (p = strstr(p, field)) != NULL; p += flen)
+	{
+		if ((p == reply->str || p[-1] == '\n') && p[flen] == ':')
+		{
+			p += flen + 1;
+			n = strcspn(p, "\r\n");
+			if (n >= max)
+				n = max - 1;
+			memcpy(out, p, n);
+			out[n] = '\0';
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * AUTH, SELECT, then one pipelined round trip of INFO server, INFO
+ * replication and ROLE on a fresh connection.  The server must be a master
+ * (ROLE), and its identity goes into every value key.
+ */
 static bool
 handshake(const char **detail)
 {
 	char		password[WM_REDIS_MAX_PASSWORD];
 	redisReply *reply;
+	redisReply *replies[4] = {NULL, NULL, NULL, NULL};
 	const char *argv[3];
 	char		dbbuf[16];
-	char	   *p;
+	char		runid[48];
+	char		replid[48];
+	char		version[32];
+	TimestampTz deadline;
+	int			i;
+	bool		ok = false;
 
 	if (!read_password(password, sizeof(password)))
 	{
@@ -392,45 +465,88 @@ handshake(const char **detail)
 	}
 
 	/*
-	 * The server's run id goes into every value key: a restarted, failed
-	 * over or restored server may bring back old values and older generation
-	 * counters, but never under the new run id.
+	 * The server's run id and replication id go into every value key: a
+	 * restarted server (new run id), a promoted replica or a demoted master
+	 * promoted again (same run id, new replication id) may hold old values
+	 * and older generation counters, but never under the new identity.
 	 */
+	deadline = command_deadline();
+	io_failure = WM_IO_NONE;
 	argv[0] = "INFO";
 	argv[1] = "server";
-	reply = command(2, argv, NULL);
-	if (reply == NULL || reply->type != REDIS_REPLY_STRING ||
-		(p = strstr(reply->str, "run_id:")) == NULL)
+	if (redisAppendCommandArgv(ctx, 2, argv, NULL) != REDIS_OK)
+		io_failure = WM_IO_ERROR;
+	argv[1] = "replication";
+	if (io_failure == WM_IO_NONE &&
+		redisAppendCommandArgv(ctx, 2, argv, NULL) != REDIS_OK)
+		io_failure = WM_IO_ERROR;
+	argv[0] = "ROLE";
+	if (io_failure == WM_IO_NONE &&
+		redisAppendCommandArgv(ctx, 1, argv, NULL) != REDIS_OK)
+		io_failure = WM_IO_ERROR;
+	argv[0] = "INFO";
+	argv[1] = "cluster";
+	if (io_failure == WM_IO_NONE &&
+		redisAppendCommandArgv(ctx, 2, argv, NULL) != REDIS_OK)
+		io_failure = WM_IO_ERROR;
+	if (io_failure == WM_IO_NONE && flush_output(deadline))
 	{
-		if (reply)
-			freeReplyObject(reply);
-		*detail = reply == NULL ? io_failure_text() : "INFO server returned no run_id";
-		return false;
+		for (i = 0; i < 4; i++)
+			if ((replies[i] = read_reply(deadline)) == NULL)
+				break;
 	}
-	p += strlen("run_id:");
-	{
-		size_t		n = strcspn(p, "\r\n");
 
-		/* 12 hex digits identify a run well enough and keep keys short. */
-		if (n > 12)
-			n = 12;
-		memcpy(run_id, p, n);
-		run_id[n] = '\0';
+	if (replies[3] == NULL)
+		*detail = io_failure_text();
+	else if (!info_field(replies[0], "run_id", runid, sizeof(runid)))
+		*detail = "INFO server returned no run_id";
+	else if (replies[2]->type != REDIS_REPLY_ARRAY ||
+			 replies[2]->elements < 1 ||
+			 replies[2]->element[0]->type != REDIS_REPLY_STRING)
+		*detail = "unexpected reply to ROLE";
+	else if (strcmp(replies[2]->element[0]->str, "master") != 0)
+		*detail = "the server is not a master (ROLE)";
+	else
+	{
+		/* Redis before 4.0 has no replication id: the run id alone. */
+		if (!info_field(replies[1], "master_replid", replid, sizeof(replid)))
+			strlcpy(replid, "-", sizeof(replid));
+		if (!info_field(replies[0], "redis_version", version, sizeof(version)))
+			version[0] = '\0';
+		server_flagged_scripts = atoi(version) >= 7;
+		server_cluster = info_field(replies[3], "cluster_enabled", dbbuf, sizeof(dbbuf)) &&
+			strcmp(dbbuf, "1") == 0;
+		snprintf(server_ident, sizeof(server_ident), "%.12s.%.12s",
+				 runid, replid);
+		ok = true;
 	}
-	freeReplyObject(reply);
-	return true;
+	for (i = 0; i < 4; i++)
+		if (replies[i])
+			freeReplyObject(replies[i]);
+	return ok;
+}
+
+bool
+wm_redis_uses_sentinel(void)
+{
+	return wm_guc_redis_sentinels != NULL && wm_guc_redis_sentinels[0] != '\0' &&
+		wm_guc_redis_sentinel_master != NULL &&
+		wm_guc_redis_sentinel_master[0] != '\0';
 }
 
 bool
 wm_redis_configured(void)
 {
-	return wm_guc_redis_host != NULL && wm_guc_redis_host[0] != '\0';
+	return (wm_guc_redis_host != NULL && wm_guc_redis_host[0] != '\0') ||
+		wm_redis_uses_sentinel();
 }
 
 /*
- * Where cached values live: host, port, ACL user, database and key prefix
- * (the password authenticates; it does not choose the data).  The worker
- * publishes its signature in shared memory (shmem.c).
+ * Where cached values live: host and port (or the sentinels and the master
+ * name), ACL user, database and key prefix (the password authenticates; it
+ * does not choose the data).  The worker publishes its signature in shared
+ * memory (shmem.c).  Through Sentinel the master's address is not part of
+ * it: it changes with a failover, without a reload.
  */
 uint64
 wm_redis_target_signature(void)
@@ -441,10 +557,16 @@ wm_redis_target_signature(void)
 
 	if (sig != 0 && sig_generation == wm_guc_redis_target_generation)
 		return sig;
-	snprintf(buf, sizeof(buf), "%s|%d|%s|%d|%s",
-			 wm_guc_redis_host ? wm_guc_redis_host : "", wm_guc_redis_port,
-			 wm_guc_redis_user ? wm_guc_redis_user : "", wm_guc_redis_database,
-			 wm_guc_key_prefix ? wm_guc_key_prefix : "");
+	if (wm_redis_uses_sentinel())
+		snprintf(buf, sizeof(buf), "sentinel|%s|%s|%s|%d|%s",
+				 wm_guc_redis_sentinels, wm_guc_redis_sentinel_master,
+				 wm_guc_redis_user ? wm_guc_redis_user : "", wm_guc_redis_database,
+				 wm_guc_key_prefix ? wm_guc_key_prefix : "");
+	else
+		snprintf(buf, sizeof(buf), "%s|%d|%s|%d|%s",
+				 wm_guc_redis_host ? wm_guc_redis_host : "", wm_guc_redis_port,
+				 wm_guc_redis_user ? wm_guc_redis_user : "", wm_guc_redis_database,
+				 wm_guc_key_prefix ? wm_guc_key_prefix : "");
 	sig = hash_bytes_extended((const unsigned char *) buf, strlen(buf), 0);
 	if (sig == 0)
 		sig = 1;				/* 0 means "no worker target yet" */
@@ -452,21 +574,24 @@ wm_redis_target_signature(void)
 	return sig;
 }
 
-/* Connect without blocking, within wm_perf.redis_connect_timeout. */
+/*
+ * Connect without blocking, within wm_perf.redis_connect_timeout, to a TCP
+ * address (an address literal: the check hooks refuse host names) or, with
+ * port 0, to a unix socket.  Leaves the context in ctx, also on failure.
+ */
 static bool
-open_connection(const char **detail)
+open_connection(const char *host, int port, const char **detail)
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   wm_guc_redis_connect_timeout);
 	int			err = 0;
 	socklen_t	len = sizeof(err);
 
-	if (wm_guc_redis_host[0] == '/')
-		ctx = redisConnectUnixNonBlock(wm_guc_redis_host);
+	if (host[0] == '/')
+		ctx = redisConnectUnixNonBlock(host);
 	else
-		ctx = redisConnectNonBlock(strcmp(wm_guc_redis_host, "localhost") == 0 ?
-								   "127.0.0.1" : wm_guc_redis_host,
-								   wm_guc_redis_port);
+		ctx = redisConnectNonBlock(strcmp(host, "localhost") == 0 ?
+								   "127.0.0.1" : host, port);
 	if (ctx == NULL || ctx->err)
 	{
 		*detail = ctx ? ctx->errstr : "out of memory";
@@ -486,11 +611,121 @@ open_connection(const char **detail)
 	return true;
 }
 
+/*
+ * Keep a failure's text across drop_connection() (it may point into the
+ * context).  No palloc: may run after commit.
+ */
+static void
+keep_detail(const char **detail)
+{
+	static char kept[256];
+
+	if (*detail != NULL && *detail != kept)
+	{
+		strlcpy(kept, *detail, sizeof(kept));
+		*detail = kept;
+	}
+}
+
+/*
+ * Ask one sentinel for the master's address: SENTINEL
+ * get-master-addr-by-name, on a connection of its own that is closed
+ * before returning.  False for no answer, a null reply (unknown name), an
+ * error reply (-IDONTKNOW: the sentinel has not seen the master since a
+ * failover) or an address that is not an IP literal.
+ */
+static bool
+ask_sentinel(const WmHostPort *sentinel, char *host, size_t hostsize,
+			 int *port, const char **detail)
+{
+	const char *argv[3];
+	redisReply *reply;
+	unsigned char buf[sizeof(struct in6_addr)];
+	bool		ok = false;
+
+	if (!open_connection(sentinel->host, sentinel->port, detail))
+	{
+		keep_detail(detail);
+		drop_connection();
+		return false;
+	}
+	argv[0] = "SENTINEL";
+	argv[1] = "get-master-addr-by-name";
+	argv[2] = wm_guc_redis_sentinel_master;
+	reply = round_trip(3, argv, NULL);
+	if (reply == NULL)
+		*detail = io_failure_text();
+	else if (reply->type == REDIS_REPLY_ERROR)
+		*detail = "a sentinel replied with an error";
+	else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+			 reply->element[0]->type != REDIS_REPLY_STRING ||
+			 reply->element[1]->type != REDIS_REPLY_STRING)
+		*detail = "a sentinel does not know the master name";
+	else if (reply->element[0]->len >= hostsize ||
+			 (inet_pton(AF_INET, reply->element[0]->str, buf) != 1 &&
+			  inet_pton(AF_INET6, reply->element[0]->str, buf) != 1))
+		*detail = "a sentinel named the master by a host name";
+	else
+	{
+		*port = atoi(reply->element[1]->str);
+		if (*port < 1 || *port > 65535)
+			*detail = "a sentinel named an invalid port";
+		else
+		{
+			strlcpy(host, reply->element[0]->str, hostsize);
+			ok = true;
+		}
+	}
+	if (reply)
+		freeReplyObject(reply);
+	keep_detail(detail);
+	drop_connection();
+	return ok;
+}
+
+/*
+ * Through Sentinel, as its client guidelines prescribe: ask each sentinel
+ * in turn, skip those that do not answer or do not know the master, connect
+ * to the address the first one names and confirm with ROLE that it is a
+ * master, else go on with the next sentinel.  Nothing is remembered: every
+ * new connection (after any failure, -READONLY included) asks again.
+ * Bounded by (number of sentinels) x (two connects + five round trips).
+ */
+static bool
+connect_through_sentinels(const char **detail)
+{
+	WmHostPort	sentinels[WM_MAX_SENTINELS];
+	int			n = wm_parse_sentinels(wm_guc_redis_sentinels, sentinels,
+									   WM_MAX_SENTINELS);
+	int			i;
+
+	*detail = "no sentinel is configured";
+	for (i = 0; i < n; i++)
+	{
+		char		host[64];
+		int			port;
+
+		if (!ask_sentinel(&sentinels[i], host, sizeof(host), &port, detail))
+			continue;
+		snprintf(where_text, sizeof(where_text), "%s%s%s:%d (master \"%s\")",
+				 strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+				 port, wm_guc_redis_sentinel_master);
+		if (open_connection(host, port, detail) && handshake(detail))
+			return true;
+		keep_detail(detail);
+		drop_connection();
+	}
+	snprintf(where_text, sizeof(where_text), "master \"%s\" through wm_perf.redis_sentinels",
+			 wm_guc_redis_sentinel_master);
+	return false;
+}
+
 /* Make sure ctx is usable. */
 static WmRedisStatus
 ensure_connection(void)
 {
 	const char *detail = NULL;
+	bool		ok;
 
 	if (!wm_redis_configured())
 	{
@@ -504,7 +739,19 @@ ensure_connection(void)
 	if (backoff_until != 0 && GetCurrentTimestamp() < backoff_until)
 		return WM_REDIS_BACKOFF;
 
-	if (!open_connection(&detail) || !handshake(&detail))
+	if (wm_redis_uses_sentinel())
+		ok = connect_through_sentinels(&detail);
+	else
+	{
+		if (wm_guc_redis_host[0] == '/')
+			strlcpy(where_text, wm_guc_redis_host, sizeof(where_text));
+		else
+			snprintf(where_text, sizeof(where_text), "%s:%d",
+					 wm_guc_redis_host, wm_guc_redis_port);
+		ok = open_connection(wm_guc_redis_host, wm_guc_redis_port, &detail) &&
+			handshake(&detail);
+	}
+	if (!ok)
 	{
 		fail(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION, "connect to",
 			 detail);
@@ -513,6 +760,180 @@ ensure_connection(void)
 	ctx_target_generation = wm_guc_redis_target_generation;
 	backoff_until = 0;
 	return WM_REDIS_OK;
+}
+
+/*
+ * Redis Cluster.  "-MOVED <slot> <addr>:<port>": the slot lives elsewhere
+ * for good; "-ASK <slot> <addr>:<port>": for this command only (the slot is
+ * being migrated).  True, with the target, for either.
+ */
+static bool
+parse_redirect(const redisReply *r, bool *ask, char *host, size_t hostsize,
+			   int *port)
+{
+	const char *p;
+	const char *colon;
+	unsigned char buf[sizeof(struct in6_addr)];
+	size_t		n;
+
+	if (r == NULL || r->type != REDIS_REPLY_ERROR)
+		return false;
+	if (strncmp(r->str, "MOVED ", 6) == 0)
+	{
+		*ask = false;
+		p = r->str + 6;
+	}
+	else if (strncmp(r->str, "ASK ", 4) == 0)
+	{
+		*ask = true;
+		p = r->str + 4;
+	}
+	else
+		return false;
+	p = strchr(p, ' ');
+	if (p == NULL || (colon = strrchr(p, ':')) == NULL)
+		return false;
+	p++;
+	n = colon - p;
+	if (n == 0 || n >= hostsize)
+		return false;
+	memcpy(host, p, n);
+	host[n] = '\0';
+	*port = atoi(colon + 1);
+	/* Address literals only, as everywhere: no DNS look-up. */
+	return *port > 0 && *port <= 65535 &&
+		(inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1);
+}
+
+/* -TRYAGAIN (a multi-key command during a migration), -CLUSTERDOWN. */
+static bool
+cluster_transient(const redisReply *r)
+{
+	return r != NULL && r->type == REDIS_REPLY_ERROR &&
+		(strncmp(r->str, "TRYAGAIN", 8) == 0 ||
+		 strncmp(r->str, "CLUSTERDOWN", 11) == 0);
+}
+
+/*
+ * Send one command on a connection of its own to host:port (after the
+ * handshake, without replacing the server identity the keys use), preceded
+ * by ASKING when 'ask', and return its reply.  The main connection is kept
+ * as it is.  NULL on failure.
+ */
+static redisReply *
+command_on_node(const char *host, int port, bool ask, int argc,
+				const char **argv, const size_t *argvlen)
+{
+	redisContext *saved = ctx;
+	char		ident[WM_SERVER_IDENT_LEN];
+	bool		flagged = server_flagged_scripts;
+	bool		cluster = server_cluster;
+	const char *detail = NULL;
+	const char *asking[1] = {"ASKING"};
+	redisReply *reply = NULL;
+	TimestampTz deadline;
+
+	strlcpy(ident, server_ident, sizeof(ident));
+	ctx = NULL;
+	if (open_connection(host, port, &detail) && handshake(&detail))
+	{
+		/* The keys keep naming the server the call started on. */
+		strlcpy(server_ident, ident, sizeof(server_ident));
+		deadline = command_deadline();
+		io_failure = WM_IO_NONE;
+		if ((!ask || redisAppendCommandArgv(ctx, 1, asking, NULL) == REDIS_OK) &&
+			redisAppendCommandArgv(ctx, argc, argv, argvlen) == REDIS_OK &&
+			flush_output(deadline))
+		{
+			redisReply *first = ask ? read_reply(deadline) : NULL;
+
+			if (!ask || first != NULL)
+				reply = read_reply(deadline);
+			if (first)
+				freeReplyObject(first);
+		}
+	}
+	drop_connection();
+	ctx = saved;
+	strlcpy(server_ident, ident, sizeof(server_ident));
+	server_flagged_scripts = flagged;
+	server_cluster = cluster;
+	return reply;
+}
+
+/*
+ * A reply of wm_perf's own keys (lookup, store, bump) that is a redirect is
+ * followed: -MOVED moves this backend's connection to the node named (its
+ * identity then goes into the keys), -ASK sends the command once more to
+ * the node named, after ASKING; at most one -MOVED then one -ASK.  Any other reply is returned as it is.
+ * NULL on failure (the connection is then gone).
+ */
+static redisReply *follow_redirect_moved(const char *host, int port, int argc,
+										 const char **argv, const size_t *argvlen);
+
+static redisReply *
+follow_redirect(redisReply *reply, int argc, const char **argv,
+				const size_t *argvlen)
+{
+	char		host[64];
+	int			port;
+	bool		ask;
+
+	if (!parse_redirect(reply, &ask, host, sizeof(host), &port))
+		return reply;
+	freeReplyObject(reply);
+	if (ask)
+		return command_on_node(host, port, true, argc, argv, argvlen);
+	return follow_redirect_moved(host, port, argc, argv, argvlen);
+}
+
+/* -MOVED: this backend's connection goes to host:port for good. */
+static redisReply *
+follow_redirect_moved(const char *host, int port, int argc, const char **argv,
+					  const size_t *argvlen)
+{
+	const char *detail = NULL;
+	redisReply *reply;
+	char		host2[64];
+	int			port2;
+	bool		ask;
+
+	drop_connection();
+	snprintf(where_text, sizeof(where_text), "%s%s%s:%d",
+			 strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", port);
+	if (!open_connection(host, port, &detail) || !handshake(&detail))
+	{
+		keep_detail(&detail);
+		drop_connection();
+		io_failure = WM_IO_ERROR;
+		return NULL;
+	}
+	reply = round_trip(argc, argv, argvlen);
+
+	/*
+	 * The node that owns the slot may be migrating it: one -ASK more is
+	 * followed (at most one -MOVED and one -ASK per command).
+	 */
+	if (parse_redirect(reply, &ask, host2, sizeof(host2), &port2) && ask)
+	{
+		freeReplyObject(reply);
+		reply = command_on_node(host2, port2, true, argc, argv, argvlen);
+	}
+	return reply;
+}
+
+/*
+ * -TRYAGAIN and -CLUSTERDOWN: the call is a miss (it computes, stores
+ * nothing); the connection stays (the reply was read whole) and no
+ * back-off starts.  A rate-limited WARNING.
+ */
+static void
+transient_failure(const char *what, const redisReply *reply)
+{
+	char		copy[128];
+
+	strlcpy(copy, reply->str, sizeof(copy));
+	warn_failure(ERRCODE_CONNECTION_FAILURE, what, copy);
 }
 
 /*
@@ -558,15 +979,15 @@ wm_redis_lookup(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 		if ((st = ensure_connection()) != WM_REDIS_OK)
 			return st;
 		argv[0] = "EVAL";
-		argv[1] = lookup_script;
+		argv[1] = server_flagged_scripts ? lookup_script_flagged : lookup_script;
 		argv[2] = "2";
 		argv[3] = epoch_key;
 		argv[4] = gen_key;
 		argv[5] = vprefix;
 		argv[6] = vsuffix;
-		argv[7] = run_id;
+		argv[7] = server_ident;
 		start = GetCurrentTimestamp();
-		reply = round_trip(8, argv, NULL);
+		reply = follow_redirect(round_trip(8, argv, NULL), 8, argv, NULL);
 		count_trip(kind, start);
 		if (reply != NULL)
 			break;
@@ -578,6 +999,12 @@ wm_redis_lookup(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 	if (reply == NULL)
 	{
 		fail(ERRCODE_CONNECTION_FAILURE, "read from", io_failure_text());
+		return WM_REDIS_FAILED;
+	}
+	if (cluster_transient(reply))
+	{
+		transient_failure("read from", reply);
+		freeReplyObject(reply);
 		return WM_REDIS_FAILED;
 	}
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
@@ -600,7 +1027,7 @@ wm_redis_lookup(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 		memcpy(dst, reply->element[i]->str, reply->element[i]->len);
 		dst[reply->element[i]->len] = '\0';
 	}
-	strlcpy(version->run_id, run_id, sizeof(version->run_id));
+	strlcpy(version->server, server_ident, sizeof(version->server));
 	if (reply->element[2]->type == REDIS_REPLY_STRING)
 	{
 		*value = palloc(reply->element[2]->len + 1);
@@ -630,19 +1057,25 @@ wm_redis_store(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 	snprintf(ttl, sizeof(ttl), "%d", ttl_s);
 	argv[0] = "EVAL";
 	argv[1] = store_script;
-	argv[2] = "3";
+	argv[2] = "2";
 	argv[3] = epoch_key;
 	argv[4] = gen_key;
-	argv[5] = key;
-	argv[6] = version->epoch;
-	argv[7] = version->generation;
-	argv[8] = value;
-	argv[9] = ttl;
+	argv[5] = version->epoch;
+	argv[6] = version->generation;
+	argv[7] = value;
+	argv[8] = ttl;
+	argv[9] = key;
 	for (i = 0; i < 10; i++)
-		argvlen[i] = i == 8 ? len : strlen(argv[i]);
+		argvlen[i] = i == 7 ? len : strlen(argv[i]);
 	start = GetCurrentTimestamp();
-	reply = round_trip(10, argv, argvlen);
+	reply = follow_redirect(round_trip(10, argv, argvlen), 10, argv, argvlen);
 	count_trip(kind, start);
+	if (cluster_transient(reply))
+	{
+		transient_failure("write to", reply);
+		freeReplyObject(reply);
+		return WM_REDIS_FAILED;
+	}
 	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER)
 	{
 		const char *why = reply == NULL ? io_failure_text() : "error reply";
@@ -656,9 +1089,22 @@ wm_redis_store(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 	return WM_REDIS_OK;
 }
 
+/* A command of a pipeline that a cluster redirected. */
+typedef struct WmRedirected
+{
+	int			index;			/* 0: the bump (when there is one) */
+	bool		ask;
+	int			port;
+	char		host[64];
+} WmRedirected;
+
 /*
  * Send the pipeline and read every reply, all within one command timeout;
- * false on any failure.  Post-commit safe.
+ * false on any failure.  On a Redis Cluster, a command that was redirected
+ * (-MOVED/-ASK) is sent once more to the node named, after the pipeline:
+ * the bump like a lookup (follow_redirect), an application key on a
+ * connection of its own (its slot is any), at most WM_MAX_KEY_REDIRECTS of
+ * them.  Post-commit safe: stack and hiredis memory only.
  */
 static bool
 pipeline(int nincr, char *const *incr_keys, int nunlink,
@@ -666,16 +1112,18 @@ pipeline(int nincr, char *const *incr_keys, int nunlink,
 {
 	TimestampTz deadline = command_deadline();
 	const char *argv[2];
+	const char *bargv[3 + WM_MAX_BUMP_KEYS];
+	char		nkeys[16];
 	redisReply *reply;
+	WmRedirected redirected[WM_MAX_KEY_REDIRECTS + 1];
+	int			nredirected = 0;
+	int			nbump = nincr > 0 ? 1 : 0;
 	int			i;
 	bool		ok = true;
 
 	io_failure = WM_IO_NONE;
 	if (nincr > 0)
 	{
-		const char *bargv[3 + WM_MAX_BUMP_KEYS];
-		char		nkeys[16];
-
 		if (nincr > WM_MAX_BUMP_KEYS)
 			return false;
 		snprintf(nkeys, sizeof(nkeys), "%d", nincr);
@@ -696,15 +1144,48 @@ pipeline(int nincr, char *const *incr_keys, int nunlink,
 	}
 	if (!flush_output(deadline))
 		return false;
-	for (i = 0; i < (nincr > 0 ? 1 : 0) + nunlink; i++)
+	for (i = 0; i < nbump + nunlink; i++)
 	{
+		WmRedirected *r = &redirected[nredirected];
+
 		if ((reply = read_reply(deadline)) == NULL)
 			return false;
-		if (reply->type == REDIS_REPLY_ERROR)
+		if (nredirected <= WM_MAX_KEY_REDIRECTS &&
+			parse_redirect(reply, &r->ask, r->host, sizeof(r->host), &r->port))
+		{
+			r->index = i;
+			nredirected++;
+		}
+		else if (reply->type == REDIS_REPLY_ERROR)
 			ok = false;
-		else if ((nincr == 0 || i > 0) && reply->type == REDIS_REPLY_INTEGER)
+		else if (i >= nbump && reply->type == REDIS_REPLY_INTEGER)
 			*unlinked += (long) reply->integer;
 		freeReplyObject(reply);
+	}
+
+	for (i = 0; i < nredirected && ok; i++)
+	{
+		WmRedirected *r = &redirected[i];
+
+		if (r->index < nbump)
+			/* wm_perf's own slot: as for a lookup (follow_redirect). */
+			reply = r->ask ?
+				command_on_node(r->host, r->port, true, 3 + nincr, bargv, NULL) :
+				follow_redirect_moved(r->host, r->port, 3 + nincr, bargv, NULL);
+		else
+		{
+			argv[0] = "UNLINK";
+			argv[1] = unlink_keys[r->index - nbump];
+			reply = command_on_node(r->host, r->port, r->ask, 2, argv, NULL);
+		}
+		if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+			ok = false;
+		else if (r->index >= nbump && reply->type == REDIS_REPLY_INTEGER)
+			*unlinked += (long) reply->integer;
+		if (reply)
+			freeReplyObject(reply);
+		if (ctx == NULL)
+			return false;
 	}
 	return ok;
 }
@@ -795,6 +1276,17 @@ wm_redis_unlink_matching(const char *pattern, char *cursor, int max_rounds,
 	*unlinked = 0;
 	if ((st = ensure_connection()) != WM_REDIS_OK)
 		return st;
+
+	/*
+	 * SCAN covers one node of a Redis Cluster: deleting by pattern there
+	 * would silently leave the keys of the other nodes.  Refused, loudly.
+	 */
+	if (server_cluster)
+	{
+		warn_failure(ERRCODE_FEATURE_NOT_SUPPORTED, "delete keys matching a pattern in",
+					 "glob rules of wm_cache_rules are not supported on a Redis Cluster");
+		return WM_REDIS_FAILED;
+	}
 
 	for (round = 0; round < max_rounds; round++)
 	{

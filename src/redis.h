@@ -30,24 +30,37 @@ typedef enum WmRedisStatus
 /* Room for a SCAN cursor (a 64-bit number in decimal). */
 #define WM_SCAN_CURSOR_LEN 32
 
-/* Is a Redis target configured at all? */
+/*
+ * Is a Redis target configured at all?  wm_perf.redis_host, or
+ * wm_perf.redis_sentinels together with wm_perf.redis_sentinel_master.
+ */
 extern bool wm_redis_configured(void);
+
+/* Is the master found through Redis Sentinel? */
+extern bool wm_redis_uses_sentinel(void);
 
 /* A non-zero hash of the settings that choose where values live. */
 extern uint64 wm_redis_target_signature(void);
+
+/*
+ * "<run id>.<replication id>" of the Redis server, 12 hex digits of each:
+ * a restart changes the first, a promotion (of a replica, or of a demoted
+ * master again) the second.
+ */
+#define WM_SERVER_IDENT_LEN 32
 
 /* The counters a cached value was looked up under. */
 typedef struct WmCacheVersion
 {
 	char		epoch[32];
 	char		generation[32];
-	char		run_id[16];
+	char		server[WM_SERVER_IDENT_LEN];
 } WmCacheVersion;
 
 /*
  * Read path, one round trip: read the epoch and generation keys (creating
  * them, from the server's clock, when missing) and the value stored under
- *   vprefix ":" <run id> ":e" <epoch> ":g" <generation> vsuffix.
+ *   vprefix ":" <server identity> ":e" <epoch> ":g" <generation> vsuffix.
  * On success *version is filled and *value is the palloc'd value, or NULL
  * on a miss.
  */

@@ -80,6 +80,7 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "utils/timestamp.h"
 
 #include "wm_perf.h"
 
@@ -97,6 +98,7 @@ typedef struct WmSharedState
 {
 	pg_atomic_uint64 counters[WM_METRIC_KIND_COUNT * WM_COUNTER_COUNT];
 	pg_atomic_uint64 generations[WM_GEN_SLOTS];
+	uint64		incarnation;	/* random, per segment; never 0 */
 	pg_atomic_uint64 epoch_demand;	/* epoch bumps demanded */
 	pg_atomic_uint64 epoch_done;	/* demands a completed bump covers */
 	pg_atomic_uint64 worker_target; /* the worker's target; 0: unknown */
@@ -150,6 +152,18 @@ wm_shmem_startup(void)
 			pg_atomic_init_u64(&shared->counters[i], 0);
 		for (i = 0; i < WM_GEN_SLOTS; i++)
 			pg_atomic_init_u64(&shared->generations[i], 0);
+
+		/*
+		 * Names this segment in the keys of the values computed under its
+		 * local generations (cache.c): a restart or crash restart, and a
+		 * promoted standby, start their slots again under another name.
+		 */
+		if (!pg_strong_random(&shared->incarnation, sizeof(shared->incarnation)))
+			shared->incarnation = (uint64) GetCurrentTimestamp() ^
+				((uint64) MyProcPid << 40);
+		shared->incarnation &= UINT64CONST(0xFFFFFFFFFFFF);
+		if (shared->incarnation == 0)
+			shared->incarnation = 1;
 		pg_atomic_init_u64(&shared->epoch_demand, 1);
 		pg_atomic_init_u64(&shared->epoch_done, 0);
 		pg_atomic_init_u64(&shared->worker_target, 0);
@@ -270,6 +284,16 @@ wm_shmem_local_generation(Oid dboid, WmScope scope, uint64 *gen)
 	*gen = pg_atomic_read_u64(generation_slot(dboid, scope));
 	pg_memory_barrier();
 	return true;
+}
+
+/*
+ * The random name of this shared memory segment (48 bits), 0 without
+ * preload.  Fixed for the segment's lifetime.
+ */
+uint64
+wm_shmem_incarnation(void)
+{
+	return shared != NULL ? shared->incarnation : 0;
 }
 
 /* Make every backend's copies of the scopes unusable.  Post-commit safe. */

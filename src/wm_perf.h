@@ -100,10 +100,22 @@ extern char *wm_guc_key_prefix;
 extern bool wm_guc_cache_enabled;
 extern int	wm_guc_local_cache_size;
 extern int	wm_guc_slow_spatial_threshold;
+extern char *wm_guc_redis_sentinels;
+extern char *wm_guc_redis_sentinel_master;
 extern uint64 wm_guc_redis_target_generation;
 extern XLogRecPtr wm_guc_min_lsn;
 extern int	wm_guc_min_lsn_timeout;
 extern void wm_guc_init(void);
+
+/* One entry of wm_perf.redis_sentinels. */
+#define WM_MAX_SENTINELS 8
+typedef struct WmHostPort
+{
+	char		host[64];		/* an IPv4 or IPv6 address literal */
+	int			port;
+} WmHostPort;
+
+extern int	wm_parse_sentinels(const char *list, WmHostPort *out, int max);
 
 /* metrics.c */
 extern void wm_metrics_add(WmMetricKind kind, WmCounter counter, uint64 delta);
@@ -145,6 +157,7 @@ typedef enum WmDirtyState
 } WmDirtyState;
 extern WmDirtyState wm_shmem_scope_state(Oid dboid, WmScope scope, uint64 *seq);
 extern bool wm_shmem_local_generation(Oid dboid, WmScope scope, uint64 *gen);
+extern uint64 wm_shmem_incarnation(void);
 extern void wm_shmem_bump_generations(Oid dboid, int scope_mask);
 extern void wm_shmem_clear_scope(Oid dboid, WmScope scope, uint64 seq);
 extern bool wm_shmem_mark_dirty(Oid dboid, int scope_mask, int force_mask,

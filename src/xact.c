@@ -107,7 +107,13 @@ wm_scope_name(WmScope scope)
 static void
 key_cluster(char *buf, size_t size)
 {
-	snprintf(buf, size, "%s:v%d:" UINT64_FORMAT, wm_guc_key_prefix,
+	/*
+	 * The system identifier in braces is a Redis Cluster hash tag: every
+	 * key of the cluster (epoch, generations, values) maps to one hash slot,
+	 * so the scripts, which read the epoch, a generation and a value at
+	 * once, run on one node.  On a standalone Redis braces are characters.
+	 */
+	snprintf(buf, size, "%s:v%d:{" UINT64_FORMAT "}", wm_guc_key_prefix,
 			 WM_CACHE_KEY_VERSION, GetSystemIdentifier());
 }
 

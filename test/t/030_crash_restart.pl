@@ -10,10 +10,11 @@
 # commit cannot deliver), then PostgreSQL is stopped in immediate mode.  A
 # fresh Redis on the same port gets back the old epoch and generation values
 # and the old cached value.  A restarted Redis has a new run_id, which alone
-# would hide the old value; so the old value is stored under the NEW run_id,
-# which is what a Redis that kept running (same run_id, keys intact) behind
-# a network failure would hold.  Only the epoch bump stands between that
-# value and a reader.
+# would hide the old value; so the old value is stored under the NEW server
+# identity, which is what a Redis that kept running (same run_id, keys
+# intact) behind a network failure would hold.  Two things stand between
+# that value and a reader: the epoch bump, and the key's tag, which names
+# the old shared memory segment (the restarted server has another one).
 
 use strict;
 use warnings FATAL => 'all';
@@ -80,8 +81,10 @@ is(route_metrics(), '1|1|0', 'primed: one miss, one hit');
 my $gen = redis_cli($port, 'GET', $gen_key);
 $gen = 0 if $gen eq '';
 my $ckey = wm_config_key($node, 'app', 'routes');
-my $old_value_key = sprintf('%s:%s:routes:%s:e%s:g%s:routes:all:%s:u%s',
-	$prefix, $dboid, redis_run_id($port), $epoch, $gen, $ckey, $su_oid);
+my $old_ident = redis_server_ident($port);
+my $old_value_key = wm_value_key($port,
+	sprintf('%s:%s:routes:%s:e%s:g%s', $prefix, $dboid, $old_ident, $epoch, $gen),
+	sprintf(':routes:all:%s:u%s', $ckey, $su_oid));
 my $old_value = redis_cli($port, 'GET', $old_value_key);
 like($old_value, qr/^wm1:[0-9a-f]{8}:\{/, "cached value found under $old_value_key");
 
@@ -105,9 +108,9 @@ $node->stop('immediate');
 
 # Redis comes back with the stale state under its new run_id.
 ($redis_pid) = start_redis(port => $port);
-my $run_id = redis_run_id($port);
-my $stale_key = sprintf('%s:%s:routes:%s:e%s:g%s:routes:all:%s:u%s',
-	$prefix, $dboid, $run_id, $epoch, $gen, $ckey, $su_oid);
+my $ident = redis_server_ident($port);
+(my $stale_key = $old_value_key) =~ s/\Q:$old_ident:\E/:$ident:/;
+isnt($stale_key, $old_value_key, 'the stale key names the new Redis server');
 redis_cli($port, 'SET', $epoch_key, $epoch);
 redis_cli($port, 'SET', $gen_key, $gen);
 redis_cli($port, 'SET', $stale_key, $old_value, 'EX', '900');

@@ -126,9 +126,10 @@ sub route_values
 sub current_value_key
 {
 	my ($port) = @_;
-	return sprintf('%s:%s:routes:%s:e%s:g%s:routes:all:%s:u%s',
-		$prefix, $dboid, redis_run_id($port), epoch($port), gen($port),
-		wm_config_key($node, 'app', 'routes'), $su_oid);
+	return wm_value_key($port,
+		sprintf('%s:%s:routes:%s:e%s:g%s',
+			$prefix, $dboid, redis_server_ident($port), epoch($port), gen($port)),
+		sprintf(':routes:all:%s:u%s', wm_config_key($node, 'app', 'routes'), $su_oid));
 }
 
 # Change the target; with the worker running, wait until it has bumped the

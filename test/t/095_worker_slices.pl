@@ -74,8 +74,8 @@ my $sysid = $node->safe_psql('postgres',
 my $dboid = $node->safe_psql('app',
 	'SELECT oid FROM pg_database WHERE datname = current_database()');
 my $new_prefix = 'wm_slice_reload';
-my $new_epoch_key = "$new_prefix:v2:$sysid:epoch";
-my $new_gen_key = "$new_prefix:v2:$sysid:$dboid:gen:routes";
+my $new_epoch_key = "$new_prefix:v2:{$sysid}:epoch";
+my $new_gen_key = "$new_prefix:v2:{$sysid}:$dboid:gen:routes";
 
 $node->safe_psql('app',
 	q{INSERT INTO wm_cache_rules (rule_name, table_role, key_pattern)
@@ -199,7 +199,7 @@ ok( poll_until(
 		60,
 		sub {
 			$node->safe_psql('app', 'SELECT wm_route_statistics()');
-			count_matching("$new_prefix:v2:$sysid:$dboid:routes:*") > 0;
+			count_matching("$new_prefix:v2:{$sysid}:$dboid:routes:*") > 0;
 		}),
 	'a route statistic is stored under the new key prefix');
 my $gen_before = redis_cli($port, 'GET', $new_gen_key);

@@ -27,7 +27,7 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(
   redis_server_bin redis_cli_bin start_redis stop_redis redis_cli
-  redis_run_id wait_for_redis_key load_fixture create_plain_functions
+  start_sentinel redis_run_id redis_server_ident wm_value_key wait_for_redis_key load_fixture create_plain_functions
   psql_sqlstate metric wm_keys wm_cluster_prefix wait_until redis_calls
   redis_diff redis_node wm_config_key
 );
@@ -88,6 +88,44 @@ sub start_redis
 	die "redis-server on port $port did not answer PING within 10 s";
 }
 
+# start_sentinel(monitor => [name, port], down_after => ms, failover_timeout => ms)
+# A Redis Sentinel (redis-server --sentinel) on 127.0.0.1, quorum 1, with a
+# config file of its own (Sentinel rewrites it).  Returns ($pid, $port) once
+# it answers PING; stopped like a redis-server (stop_redis, END block).
+sub start_sentinel
+{
+	my (%opts) = @_;
+	my $port = $opts{port} // PostgreSQL::Test::Cluster::get_free_port();
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my ($name, $mport) = @{ $opts{monitor} };
+	my $down = $opts{down_after} // 500;
+	my $fto = $opts{failover_timeout} // 2000;
+	open(my $fh, '>', "$dir/sentinel.conf") or die "sentinel.conf: $!";
+	print $fh "port $port\nbind 127.0.0.1\ndaemonize no\ndir $dir\n",
+	  "logfile $dir/sentinel.log\n",
+	  "sentinel monitor $name 127.0.0.1 $mport 1\n",
+	  "sentinel down-after-milliseconds $name $down\n",
+	  "sentinel failover-timeout $name $fto\n",
+	  "sentinel parallel-syncs $name 1\n";
+	close($fh);
+	my $pid = fork();
+	die "fork failed: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		exec(redis_server_bin(), "$dir/sentinel.conf", '--sentinel')
+		  or POSIX::_exit(127);
+	}
+	$redis_pids{$pid} = $port;
+	for (1 .. 100)
+	{
+		return ($pid, $port) if redis_cli($port, 'PING') eq 'PONG';
+		die "sentinel exited early (see $dir/sentinel.log)"
+		  if waitpid($pid, POSIX::WNOHANG()) == $pid;
+		usleep(100_000);
+	}
+	die "sentinel on port $port did not answer PING within 10 s";
+}
+
 # Stop one redis-server by pid (SIGTERM by default) and reap it.
 sub stop_redis
 {
@@ -132,6 +170,38 @@ sub redis_run_id
 	return substr($1, 0, 12);
 }
 
+# The server's identity as wm_perf puts it in value keys (redis.c):
+# "<run id>.<replication id>", 12 characters of each.
+sub redis_server_ident
+{
+	my ($port, @auth) = @_;
+	my $info = redis_cli($port, @auth, 'INFO', 'server');
+	$info =~ /^run_id:([0-9a-f]+)/m or die "no run_id in INFO server";
+	my $run = substr($1, 0, 12);
+	$info = redis_cli($port, @auth, 'INFO', 'replication');
+	$info =~ /^master_replid:([0-9a-f]+)/m or die "no master_replid in INFO replication";
+	return "$run." . substr($1, 0, 12);
+}
+
+# A value key is <before> ":s<tag>" <after>, where the tag (cache.c) names
+# the PostgreSQL server's shared memory segment and the scope's local
+# generation ("s0" without preload); it cannot be read from outside.  Returns
+# the stored key of that form with the highest local generation (the one the
+# latest store used), or a key of that form that does not exist.
+sub wm_value_key
+{
+	my ($port, $before, $after, @auth) = @_;
+	my $esc = sub { (my $x = shift) =~ s/([*?\[\]\\])/\\$1/g; $x };
+	my %gen;
+	foreach my $k (wm_keys($port, $esc->($before) . ':s*' . $esc->($after), @auth))
+	{
+		$gen{$k} = $1 // 0
+		  if $k =~ /^\Q$before\E:s(?:[0-9a-f]{12}\.(\d+)|0)\Q$after\E\z/;
+	}
+	my @keys = sort { $gen{$b} <=> $gen{$a} } keys %gen;
+	return @keys ? $keys[0] : "$before:s(none stored)$after";
+}
+
 # Poll (up to $secs, default 10) until GET $key satisfies $pred; returns the
 # last value seen.
 sub wait_for_redis_key
@@ -157,17 +227,18 @@ sub wm_keys
 }
 
 # The first segments of every key of this cluster: "<wm_perf.key_prefix>:v2:
-# <system identifier>" (xact.c, key_cluster()).  Then
+# {<system identifier>}" (xact.c, key_cluster(); the braces are a Redis
+# Cluster hash tag).  Then
 #   <prefix>:epoch
 #   <prefix>:<db oid>:gen:<scope>
-#   <prefix>:<db oid>:<scope>:<run id 12>:e<epoch>:g<gen>:<fn>:<args>:c<table oids>:u<role oid>
+#   <prefix>:<db oid>:<scope>:<run id 12>.<replid 12>:e<epoch>:g<gen>:s<tag>:<fn>:<args>:c<table oids>:u<role oid>
 # (the table oids: wm_config_key()).
 sub wm_cluster_prefix
 {
 	my ($node) = @_;
 	my $sysid = $node->safe_psql('postgres',
 		'SELECT system_identifier FROM pg_control_system()');
-	return "wm_perf:v2:$sysid";
+	return "wm_perf:v2:{$sysid}";
 }
 
 # The "c<oids>" segment of a value key: the tables a scope's values are
