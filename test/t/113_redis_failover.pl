@@ -1,4 +1,4 @@
-# 110_redis_failover.pl: a Redis server that comes back with older data
+# 113_redis_failover.pl: a Redis server that comes back with older data
 # never serves an old value (issue 14 item 2; docs/architecture.md, "Redis
 # failover and restored data").
 #

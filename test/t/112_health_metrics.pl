@@ -1,4 +1,4 @@
-# 110_health_metrics.pl: the latency histograms of wm_perf_metrics and
+# 112_health_metrics.pl: the latency histograms of wm_perf_metrics and
 # wm_perf_health() across backends, and the postgres_exporter queries file
 # (src/metrics.c, docs/postgres_exporter.yaml).
 #
