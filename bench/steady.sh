@@ -14,7 +14,7 @@
 #   WM_BENCH_WRITE_SECONDS duration of each unthrottled write run (default 10)
 #   WM_BENCH_ROUNDS       rounds of the write and UPDATE comparisons (default 3)
 #   WM_BENCH_UPDATE_ROWS  rows of the bulk UPDATE (default 100000)
-#   WM_BENCH_SECTIONS     default "steady selftest writes update"
+#   WM_BENCH_SECTIONS     default "steady customer selftest writes update"
 #
 # Open loop: pgbench -R schedules each transaction at a fixed mean rate
 # (Poisson), and its latency (pgbench -l, field 3) is measured from the
@@ -29,7 +29,7 @@ CHECK_RATE=${WM_BENCH_CHECK_RATE:-1}
 WRITE_SECS=${WM_BENCH_WRITE_SECONDS:-10}
 ROUNDS=${WM_BENCH_ROUNDS:-3}
 UPDATE_ROWS=${WM_BENCH_UPDATE_ROWS:-100000}
-SECTIONS=${WM_BENCH_SECTIONS:-steady selftest writes update}
+SECTIONS=${WM_BENCH_SECTIONS:-steady customer selftest writes update}
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 section() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
@@ -55,7 +55,8 @@ NBINS=$(psql -X -At -d bench -c "SELECT count(*) FROM core.bins")
 NCUST=$(psql -X -At -d bench -c "SELECT count(*) FROM operations.customers")
 NEVENTS=$(psql -X -At -d bench -c "SELECT count(*) FROM core.service_events")
 echo "$NBINS bins, $NCUST customers, $NEVENTS service events"
-PGB=(pgbench -n -d bench -D nbins="$NBINS" -D ncustomers="$NCUST")
+NLIVE=$(psql -X -At -d bench -c "SELECT count(*) FROM bench_customers")
+PGB=(pgbench -n -d bench -D nbins="$NBINS" -D ncustomers="$NCUST" -D nlive="$NLIVE")
 mkdir -p "$WM_TMP/lat"
 
 # lat NAME RATE: the prefix of a run's pgbench logs (0.5 -> r0p5, so that
@@ -349,6 +350,26 @@ if section writes; then
     done
     reattach
     autovacuum_writes on
+fi
+
+if section customer; then
+    # Per-customer dashboards: wm_bin_statistics(customer) computes through
+    # the indexes (never the maintained aggregates).  Reads at READ_RATE of
+    # random live customers while pickups arrive at 2/s; cache off (a
+    # computation each time) and on (the default), against the plain SQL of
+    # the same statistic.
+    rate=2
+    log "per-customer bin statistics, reads at $READ_RATE/s, pickups at $rate/s"
+    READER_PGOPTIONS="-c wm_perf.cache_enabled=off" phase "$rate" cust_nocache -c 2 -j 2 -R "$READ_RATE" \
+        -f "$BENCH/steady_customer_read.sql"
+    R[cust_nocache]=$(pct "$(lat cust_nocache "$rate")")
+    phase "$rate" cust_cache -c 2 -j 2 -R "$READ_RATE" -f "$BENCH/steady_customer_read.sql"
+    R[cust_cache]=$(pct "$(lat cust_cache "$rate")")
+    phase "$rate" cust_plain -c 2 -j 2 -R "$READ_RATE" -f "$BENCH/plain_customer_stats.sql"
+    R[cust_plain]=$(pct "$(lat cust_plain "$rate")")
+    echo "wm_bin_statistics(customer), p50 p95 p99 ms n: cache off ${R[cust_nocache]}, cache on ${R[cust_cache]};" \
+         "plain SQL ${R[cust_plain]}; p95 cache off / plain = $(div "$(p95 "${R[cust_nocache]}")" "$(p95 "${R[cust_plain]}")")x;" \
+         "load average $LOADAVG"
 fi
 
 if section update; then
