@@ -9,6 +9,7 @@ EXTVERSION = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*
 
 OBJS = \
 	src/wm_perf.o \
+	src/advice.o \
 	src/cache.o \
 	src/ddl.o \
 	src/maintain.o \
