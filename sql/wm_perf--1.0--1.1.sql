@@ -825,7 +825,7 @@ BEGIN
 	  JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) x.indexrelid
 	  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) ic.relnamespace
 	 WHERE s.since OPERATOR(pg_catalog.<=)
-		   pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => min_days)
+		   (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => min_days))
 	 ORDER BY 1, 2;
 END;
 $$;

@@ -385,7 +385,7 @@ blockers(const WmIndex *x, List *fkeys, const WmIndex *cover)
 	WM_BLOCK(x->replident, "replica identity");
 	WM_BLOCK(x->clustered, "clustered");
 	WM_BLOCK(!x->valid, "invalid");
-	WM_BLOCK(!x->ready, "not ready (being built or dropped)");
+	WM_BLOCK(!x->ready, "not ready (being built, or its build failed)");
 	WM_BLOCK(x->partitioned, "part of a partitioned index");
 	foreach(lc, fkeys)
 	{
