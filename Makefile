@@ -50,7 +50,7 @@ REGRESS_OPTS = --load-extension=postgis --load-extension=btree_gist --load-exten
 # The same server restarted without Redis and without shared_preload_libraries.
 REGRESS_NO_REDIS = setup attach no_redis spatial plans errors
 
-ISOLATION = invalidation_commit invalidation_race local_copies single_flight snapshot_partitions config_reload maintained_races
+ISOLATION = invalidation_commit invalidation_race local_copies single_flight snapshot_partitions config_reload maintained_races advice_locks
 ISOLATION_OPTS = --load-extension=postgis --load-extension=btree_gist --load-extension=wm_perf
 
 TAP_TESTS = 1

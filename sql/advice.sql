@@ -76,24 +76,25 @@ SELECT count(*) AS unsafe_ones_called_safe
 ALTER TABLE core.service_events CLUSTER ON idx_service_events_customer_id;
 SELECT index_name, covering_index, relation, safe, blocker FROM wm_index_redundant()
  WHERE table_name = 'core.service_events'::regclass;
-SELECT _wm_index_blocker('core.idx_service_events_customer_id'::regclass) AS blocker;
+SELECT blocker FROM _wm_index_facts('core.idx_service_events_customer_id'::regclass);
 ALTER TABLE core.service_events SET WITHOUT CLUSTER;
 
 -- Blockers of single indexes: a foreign key always blocks here.
 ALTER TABLE core.routes REPLICA IDENTITY USING INDEX routes_route_number_key;
-SELECT i::regclass AS index_name, _wm_index_blocker(i) AS blocker
+SELECT i::regclass AS index_name, f.blocker, f.bytes = pg_relation_size(i) AS bytes_ok
   FROM unnest(ARRAY['core.routes_pkey', 'core.routes_route_number_key', 'core.routes_id_excl',
 					'core.service_events_customer_id', 'core.idx_service_events_customer_id',
-					'core.idx_bins_customer_id']::regclass[]) i
+					'core.idx_bins_customer_id']::regclass[]) i,
+	   _wm_index_facts(i) f
  ORDER BY i::text COLLATE "C";
 ALTER TABLE core.routes REPLICA IDENTITY DEFAULT;
-SELECT _wm_index_blocker('core.bins'::regclass) AS not_an_index;
+SELECT * FROM _wm_index_facts('core.bins'::regclass) AS not_an_index;
 -- An index left invalid by a failed CREATE INDEX CONCURRENTLY (terse: the
 -- duplicate it reports depends on the order of a parallel build).
 \set VERBOSITY terse
 CREATE UNIQUE INDEX CONCURRENTLY idx_bins_status_unique ON core.bins (status);
 \set VERBOSITY default
-SELECT _wm_index_blocker('core.idx_bins_status_unique'::regclass) AS blocker;
+SELECT blocker FROM _wm_index_facts('core.idx_bins_status_unique'::regclass);
 DROP INDEX core.idx_bins_status_unique;
 
 -- wm_explain_indexes: the planner's own verdict on each partial index.
@@ -172,7 +173,8 @@ SELECT pg_stat_force_next_flush();
 SELECT index_name, idx_scan, safe, blocker
   FROM wm_index_unused(0)
  ORDER BY table_name::text COLLATE "C", index_name::text COLLATE "C";
-SELECT DISTINCT note, unused_since = (SELECT max(since) FROM wm_index_samples) AS since_the_sample
+SELECT DISTINCT note, unused_since = (SELECT max(since) FROM wm_index_samples) AS since_the_sample,
+	   index_bytes = pg_relation_size(index_name) AS bytes_ok
   FROM wm_index_unused(0);
 SELECT drop_statement FROM wm_index_unused(0) WHERE index_name = 'core.idx_bins_location'::regclass;
 -- Seven days: nothing yet.

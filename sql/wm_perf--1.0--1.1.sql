@@ -715,13 +715,15 @@ GRANT EXECUTE ON FUNCTION @extschema@.wm_index_redundant() TO pg_monitor;
 COMMENT ON FUNCTION @extschema@.wm_index_redundant() IS
 	'Indexes of the attached tables that another index covers (exact, prefix, prefix_after_constant_keys, subsumed), with the DROP INDEX CONCURRENTLY statement and what blocks it';
 
-/* _wm_index_blocker: why dropping the index is unsafe, NULL if nothing blocks it. */
-CREATE FUNCTION @extschema@._wm_index_blocker(index oid)
-RETURNS text
-AS 'MODULE_PATHNAME', 'wm_index_blocker'
+/*
+ * _wm_index_facts: why dropping the index is unsafe (NULL if nothing blocks
+ * it) and its size, without waiting for a lock.
+ */
+CREATE FUNCTION @extschema@._wm_index_facts(index oid, OUT blocker text, OUT bytes bigint)
+AS 'MODULE_PATHNAME', 'wm_index_facts'
 LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED SECURITY INVOKER;
-REVOKE ALL ON FUNCTION @extschema@._wm_index_blocker(oid) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@._wm_index_blocker(oid) TO pg_monitor;
+REVOKE ALL ON FUNCTION @extschema@._wm_index_facts(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._wm_index_facts(oid) TO pg_monitor;
 
 /*
  * Samples of the scan counters of the attached tables' indexes, taken by
@@ -806,17 +808,16 @@ BEGIN
 		  WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()));
 	RETURN QUERY
 	SELECT x.indrelid::pg_catalog.regclass, x.indexrelid::pg_catalog.regclass,
-		   pg_catalog.pg_relation_size(x.indexrelid::pg_catalog.regclass),
-		   x.scans, s.since,
+		   f.bytes, x.scans, s.since,
 		   pg_catalog.format('DROP INDEX CONCURRENTLY %I.%I;', n.nspname, ic.relname),
-		   x.blocker IS NULL, x.blocker,
+		   f.blocker IS NULL, f.blocker,
 		   'idx_scan counts this server only: check pg_stat_user_indexes on every standby before dropping'::text
 	  FROM (SELECT DISTINCT i.indrelid, i.indexrelid,
-				   pg_catalog.pg_stat_get_numscans(i.indexrelid) AS scans,
-				   @extschema@._wm_index_blocker(i.indexrelid) AS blocker
+				   pg_catalog.pg_stat_get_numscans(i.indexrelid) AS scans
 			  FROM @extschema@.wm_perf_config c
 			  JOIN pg_catalog.pg_index i
 				ON i.indrelid OPERATOR(pg_catalog.=) c.relid::pg_catalog.oid) x
+	  CROSS JOIN LATERAL @extschema@._wm_index_facts(x.indexrelid) f
 	  JOIN @extschema@.wm_index_samples s
 		ON s.indexrelid OPERATOR(pg_catalog.=) x.indexrelid
 	   AND s.idx_scan OPERATOR(pg_catalog.=) x.scans

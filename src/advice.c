@@ -551,16 +551,20 @@ wm_index_redundant(PG_FUNCTION_ARGS)
 }
 
 /*
- * _wm_index_blocker(index oid): why dropping the index is not safe, NULL if
- * nothing blocks it (a foreign key it supports always blocks it here).
- * NULL too for an oid that is not an index, or whose lock is not granted
- * at once (with a NOTICE).
+ * _wm_index_facts(index oid, OUT blocker text, OUT bytes bigint): why
+ * dropping the index is not safe (NULL if nothing blocks it; a foreign key
+ * it supports always blocks it here), and the size of its main fork.  A
+ * relation whose lock is not granted at once is "not checked" (with a
+ * NOTICE), never unblocked.  No row for an oid that is not an index.
  */
-PG_FUNCTION_INFO_V1(wm_index_blocker);
+PG_FUNCTION_INFO_V1(wm_index_facts);
 Datum
-wm_index_blocker(PG_FUNCTION_ARGS)
+wm_index_facts(PG_FUNCTION_ARGS)
 {
 	Oid			indexoid = PG_GETARG_OID(0);
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {0};
 	Oid			heapoid;
 	Relation	heap;
 	Relation	irel;
@@ -568,29 +572,42 @@ wm_index_blocker(PG_FUNCTION_ARGS)
 	WmIndex		x;
 	char	   *blocker;
 
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
 	if (get_rel_relkind(indexoid) != RELKIND_INDEX &&
 		get_rel_relkind(indexoid) != RELKIND_PARTITIONED_INDEX)
 		PG_RETURN_NULL();
 	heapoid = IndexGetRelation(indexoid, true);
-	if (!OidIsValid(heapoid) || !lock_or_skip(heapoid, "table"))
+	if (!OidIsValid(heapoid))
 		PG_RETURN_NULL();
-	heap = try_table_open(heapoid, NoLock);
-	if (heap == NULL)
-		PG_RETURN_NULL();
+
+	heap = NULL;
+	irel = NULL;
+	if (lock_or_skip(heapoid, "table"))
+		heap = try_table_open(heapoid, NoLock);
+	if (heap != NULL && lock_or_skip(indexoid, "index"))
+		irel = try_relation_open(indexoid, NoLock);
+	if (irel == NULL)
+	{
+		if (heap != NULL)
+			table_close(heap, NoLock);
+		values[0] = CStringGetTextDatum("not checked: its lock is not available now");
+		nulls[1] = true;
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	}
 	fkeys = copyObject(RelationGetFKeyList(heap));
 	table_close(heap, NoLock);
-	if (!lock_or_skip(indexoid, "index"))
-		PG_RETURN_NULL();
-	irel = try_relation_open(indexoid, NoLock);
-	if (irel == NULL)
-		PG_RETURN_NULL();
 	load_index(irel, &x);
 	relation_close(irel, NoLock);
 
 	blocker = blockers(&x, fkeys, NULL);
-	if (blocker == NULL)
-		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(cstring_to_text(blocker));
+	if (blocker)
+		values[0] = CStringGetTextDatum(blocker);
+	else
+		nulls[0] = true;
+	values[1] = Int64GetDatum(x.bytes);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
 /*

@@ -21,7 +21,7 @@ SELECT bag_eq(
 		('function _wm_ensure_matview(text,text,text,regclass[],regrole)'),
 		('function _wm_ensure_route_matview(regclass)'),
 		('function _wm_find_table(text)'),
-		('function _wm_index_blocker(oid)'),
+		('function _wm_index_facts(oid)'),
 		('function _wm_index_signature(text)'),
 		('function _wm_maintain()'),
 		('function _wm_maintain_attach()'),
