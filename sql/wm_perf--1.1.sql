@@ -945,6 +945,17 @@ GRANT EXECUTE ON FUNCTION @extschema@.wm_explain_indexes(text) TO pg_monitor;
 COMMENT ON FUNCTION @extschema@.wm_explain_indexes(text) IS
 	'Plans one SELECT without running it: the indexes its plan uses and, for each partial index of the tables it reads, whether the statement implies the predicate';
 
+CREATE FUNCTION @extschema@.wm_index_missing()
+RETURNS TABLE(queryid bigint, query text, calls bigint, mean_exec_ms double precision,
+			  table_name regclass, suggestion text, cost_before double precision,
+			  cost_after double precision, method text, near_miss text)
+AS 'MODULE_PATHNAME', 'wm_index_missing'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@.wm_index_missing() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.wm_index_missing() TO pg_monitor;
+COMMENT ON FUNCTION @extschema@.wm_index_missing() IS
+	'SELECT statements of pg_stat_statements whose generic plan scans an attached table sequentially: the suggested CREATE INDEX CONCURRENTLY, the cost before and after (hypopg or structural), and the existing indexes that nearly serve them';
+
 /*
  * Changes to the configuration and the rules reach every backend's cached
  * copy through a relcache invalidation sent at commit.

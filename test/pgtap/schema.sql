@@ -33,6 +33,7 @@ SELECT bag_eq(
 		('function wm_bins_within_radius(double precision,double precision,double precision,integer)'),
 		('function wm_cache_flush(text)'),
 		('function wm_explain_indexes(text)'),
+		('function wm_index_missing()'),
 		('function wm_index_redundant()'),
 		('function wm_index_sample()'),
 		('function wm_index_unused(integer)'),
