@@ -39,6 +39,7 @@
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
+#include "commands/prepare.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -1675,6 +1676,7 @@ explained_cost(const char *text, int nparams, const Oid *ptypes)
 	int			rc;
 	int			i;
 
+	DropPreparedStatement("_wm_perf_hypo", false);
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "PREPARE _wm_perf_hypo");
 	for (i = 0; i < nparams; i++)
@@ -1711,6 +1713,7 @@ hypothetical_costs(const char *hypo, const WmSuggestion *sug, const char *text,
 	MemoryContext here = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile bool ok = false;
+	volatile Oid hypoid = InvalidOid;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(here);
@@ -1718,6 +1721,7 @@ hypothetical_costs(const char *hypo, const WmSuggestion *sug, const char *text,
 	{
 		Oid			argtypes[1] = {TEXTOID};
 		Datum		args[1];
+		bool		isnull;
 		int			nest = NewGUCNestLevel();
 		int			rc;
 
@@ -1726,14 +1730,15 @@ hypothetical_costs(const char *hypo, const WmSuggestion *sug, const char *text,
 								 true, 0, false);
 		*before = explained_cost(text, nparams, ptypes);
 		args[0] = CStringGetTextDatum(sug->hypo);
-		rc = SPI_execute_with_args(psprintf("SELECT * FROM %s.hypopg_create_index($1)", hypo),
+		rc = SPI_execute_with_args(psprintf("SELECT indexrelid FROM %s.hypopg_create_index($1)", hypo),
 								   1, argtypes, args, NULL, false, 0);
 		wm_spi_check(rc, SPI_OK_SELECT, "creating a hypothetical index");
+		if (SPI_processed == 1)
+			hypoid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 1, &isnull));
 		*after = explained_cost(text, nparams, ptypes);
-		rc = SPI_execute(psprintf("SELECT %s.hypopg_reset()", hypo), false, 0);
-		wm_spi_check(rc, SPI_OK_SELECT, "dropping the hypothetical index");
 		AtEOXact_GUC(false, nest);
-		ok = *before >= 0 && *after >= 0;
+		ok = OidIsValid(hypoid) && *before >= 0 && *after >= 0;
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
@@ -1747,11 +1752,26 @@ hypothetical_costs(const char *hypo, const WmSuggestion *sug, const char *text,
 			PG_RE_THROW();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
+		/* Neither is transactional: drop them here. */
+		DropPreparedStatement("_wm_perf_hypo", false);
 		ok = false;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(here);
 	CurrentResourceOwner = owner;
+
+	/* hypopg's indexes live in the backend, not in the transaction. */
+	if (OidIsValid(hypoid))
+	{
+		Oid			argtypes[1] = {OIDOID};
+		Datum		args[1];
+		int			rc;
+
+		args[0] = ObjectIdGetDatum(hypoid);
+		rc = SPI_execute_with_args(psprintf("SELECT %s.hypopg_drop_index($1)", hypo),
+								   1, argtypes, args, NULL, false, 0);
+		wm_spi_check(rc, SPI_OK_SELECT, "dropping the hypothetical index");
+	}
 	return ok;
 }
 
@@ -1765,11 +1785,15 @@ missing_for_statement(const WmStatement *st, const Oid *tables, int ntables,
 	Query	   *q = analyze_select(st->query, &ptypes, &nparams);
 	List	   *restrictions;
 	PlannedStmt *plan = plan_capturing(q, st->query, NULL, &restrictions);
-	List	   *unserved = plan_unserved(plan);
+	List	   *unserved;
 	List	   *done = NIL;
 	ListCell   *lc;
 	int			t;
 
+	/* Only statements the caller could run (as EXPLAIN would check). */
+	if (!ExecCheckRTPerms(plan->rtable, false))
+		return;
+	unserved = plan_unserved(plan);
 	foreach(lc, restrictions)
 	{
 		WmRestriction *r = (WmRestriction *) lfirst(lc);
