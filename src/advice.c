@@ -57,6 +57,7 @@
 #include "rewrite/rewriteManip.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
@@ -1057,6 +1058,8 @@ wm_explain_indexes(PG_FUNCTION_ARGS)
  * (a dropped column), or that is not a plain SELECT, is skipped.
  */
 #define WM_MISSING_MAX_STATEMENTS	500
+#define WM_MISSING_LOCK_TIMEOUT		"50ms"
+#define WM_MISSING_LOCK_TIMEOUT_MS	50
 
 static bool
 leading_column_walker(Node *node, void *context)
@@ -1782,13 +1785,25 @@ missing_for_statement(const WmStatement *st, const Oid *tables, int ntables,
 {
 	Oid		   *ptypes = NULL;
 	int			nparams = 0;
-	Query	   *q = analyze_select(st->query, &ptypes, &nparams);
+	Query	   *q;
 	List	   *restrictions;
-	PlannedStmt *plan = plan_capturing(q, st->query, NULL, &restrictions);
+	PlannedStmt *plan;
 	List	   *unserved;
 	List	   *done = NIL;
 	ListCell   *lc;
 	int			t;
+
+	/*
+	 * Parse analysis and planning lock the statement's tables: wait for a
+	 * lock WM_MISSING_LOCK_TIMEOUT at most (the statement is then skipped).
+	 * The caller restores the setting (its GUC nest level).
+	 */
+	if (LockTimeout == 0 || LockTimeout > WM_MISSING_LOCK_TIMEOUT_MS)
+		(void) set_config_option("lock_timeout", WM_MISSING_LOCK_TIMEOUT,
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
+	q = analyze_select(st->query, &ptypes, &nparams);
+	plan = plan_capturing(q, st->query, NULL, &restrictions);
 
 	/* Only statements the caller could run (as EXPLAIN would check). */
 	if (!ExecCheckRTPerms(plan->rtable, false))
@@ -1956,7 +1971,10 @@ wm_index_missing(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(outer);
 		PG_TRY();
 		{
+			int			nest = NewGUCNestLevel();
+
 			missing_for_statement(&stmts[s], tables, ntables, hypo, rsinfo);
+			AtEOXact_GUC(false, nest);
 			ReleaseCurrentSubTransaction();
 		}
 		PG_CATCH();
