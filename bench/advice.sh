@@ -10,6 +10,7 @@
 # database wm_bench_advice.
 #   WM_BENCH_SCALE  generator scale (default 1: 1M bins, 5M events)
 #   WM_BENCH_RUNS   timed calls of each function (default 5)
+#   WM_BENCH_REUSE  1: keep the database and its indexes from an earlier run
 set -euo pipefail
 WM_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SCALE=${WM_BENCH_SCALE:-1}
@@ -17,6 +18,7 @@ RUNS=${WM_BENCH_RUNS:-5}
 DB=wm_bench_advice
 Q() { psql -X -q -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 
+if [ "${WM_BENCH_REUSE:-0}" != 1 ]; then
 echo "== loading scale $SCALE into $DB"
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
 Q -v scale="$SCALE" -f "$WM_SRC/test/fixtures/schema.sql" -f "$WM_SRC/test/fixtures/generate.sql" >/dev/null
@@ -50,6 +52,7 @@ CREATE INDEX idx_customers_org_status ON operations.customers (organization_id, 
 CREATE INDEX idx_organizations_name ON operations.organizations (name) WHERE deleted_at IS NULL;
 VACUUM ANALYZE;
 SQL
+fi
 Q -At -c "SELECT 'indexes on the attached tables: ' || count(*) FROM pg_index i JOIN wm_perf_config c ON c.relid = i.indrelid"
 
 echo "== 5,000 distinct statements in pg_stat_statements"
