@@ -9,6 +9,7 @@ EXTVERSION = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*
 
 OBJS = \
 	src/wm_perf.o \
+	src/advice.o \
 	src/cache.o \
 	src/ddl.o \
 	src/maintain.o \
@@ -46,12 +47,12 @@ endif
 PG_CFLAGS += $(WM_EXTRA_CFLAGS)
 
 # pg_regress does not CASCADE: load the requirements explicitly.
-REGRESS = setup attach stats spatial plans invalidation hardening ddl maintained guc errors privileges health
+REGRESS = setup attach stats spatial plans invalidation hardening ddl maintained guc errors privileges advice advice_missing health
 REGRESS_OPTS = --load-extension=postgis --load-extension=btree_gist --load-extension=wm_perf
 # The same server restarted without Redis and without shared_preload_libraries.
-REGRESS_NO_REDIS = setup attach no_redis spatial plans errors
+REGRESS_NO_REDIS = setup attach no_redis spatial plans errors advice_missing
 
-ISOLATION = invalidation_commit invalidation_race local_copies single_flight snapshot_partitions config_reload maintained_races
+ISOLATION = invalidation_commit invalidation_race local_copies single_flight snapshot_partitions config_reload maintained_races advice_locks
 ISOLATION_OPTS = --load-extension=postgis --load-extension=btree_gist --load-extension=wm_perf
 
 TAP_TESTS = 1

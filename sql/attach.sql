@@ -36,7 +36,8 @@ SELECT count(*) AS members_on_app_tables
    AND d.objid NOT IN (SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace
                                                   AND relname IN ('wm_perf_config', 'wm_cache_rules', 'wm_perf_metrics',
                                                                   'wm_agg_bins', 'wm_agg_bins_due', 'wm_agg_events',
-                                                                  'wm_agg_state', 'wm_agg_state_pkey'));
+                                                                  'wm_agg_state', 'wm_agg_state_pkey',
+                                                                  'wm_index_samples'));
 
 -- An equivalent index made beforehand under another name is recognised.
 DROP INDEX core.bins_location_active_gist_idx;

@@ -996,3 +996,160 @@ REVOKE ALL ON FUNCTION @extschema@.wm_perf_health(float8) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.wm_perf_health(float8) TO pg_monitor;
 COMMENT ON FUNCTION @extschema@.wm_perf_health(float8) IS
 	'The health targets as rows (check_name, value, target, ok, detail): statistics cache hit ratio, p95 of the statistics and radius calls, buffer hit ratios of the attached tables, slow statements, connections, invalid indexes';
+ * Index advice (issue 13): read-only, bounded, SECURITY INVOKER, for
+ * pg_monitor.  No function here runs DDL: the advice is statements for a
+ * human to run.  A non-superuser member of pg_monitor sees every index of
+ * the attached tables, as pg_indexes shows them to anyone, and their sizes
+ * and scan counts, as pg_relation_size and pg_stat_user_indexes do.
+ */
+CREATE FUNCTION @extschema@.wm_index_redundant()
+RETURNS TABLE(table_name regclass, index_name regclass, covering_index regclass,
+			  relation text, index_bytes bigint, covering_bytes bigint,
+			  drop_statement text, safe boolean, blocker text)
+AS 'MODULE_PATHNAME', 'wm_index_redundant'
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@.wm_index_redundant() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.wm_index_redundant() TO pg_monitor;
+COMMENT ON FUNCTION @extschema@.wm_index_redundant() IS
+	'Indexes of the attached tables that another index covers (exact, prefix, prefix_after_constant_keys, subsumed), with the DROP INDEX CONCURRENTLY statement and what blocks it';
+
+/*
+ * _wm_index_facts: why dropping the index is unsafe (NULL if nothing blocks
+ * it) and its size, without waiting for a lock.
+ */
+CREATE FUNCTION @extschema@._wm_index_facts(index oid, OUT blocker text, OUT bytes bigint)
+AS 'MODULE_PATHNAME', 'wm_index_facts'
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@._wm_index_facts(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._wm_index_facts(oid) TO pg_monitor;
+
+/*
+ * Samples of the scan counters of the attached tables' indexes, taken by
+ * wm_index_sample(): since is the time of the first sample that saw the
+ * current idx_scan under the same statistics reset time and the same
+ * postmaster start.  Not dumped: index oids do not survive a restore.
+ */
+CREATE TABLE @extschema@.wm_index_samples (
+	indexrelid	oid PRIMARY KEY,
+	idx_scan	bigint NOT NULL,
+	since		timestamptz NOT NULL,
+	stats_reset	timestamptz,
+	postmaster_start timestamptz NOT NULL,
+	sampled_at	timestamptz NOT NULL
+);
+REVOKE ALL ON @extschema@.wm_index_samples FROM PUBLIC;
+GRANT SELECT ON @extschema@.wm_index_samples TO pg_monitor;
+COMMENT ON TABLE @extschema@.wm_index_samples IS
+	'Scan counters of the attached tables'' indexes as wm_index_sample() last saw them; the window of wm_index_unused()';
+
+CREATE FUNCTION @extschema@.wm_index_sample()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	reset_at	timestamptz;
+	n			integer;
+BEGIN
+	-- This transaction's cached statistics would hide newer scans.
+	PERFORM pg_catalog.pg_stat_clear_snapshot();
+	reset_at := pg_catalog.pg_stat_get_db_stat_reset_time(
+		(SELECT d.oid FROM pg_catalog.pg_database d
+		  WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()));
+	DELETE FROM @extschema@.wm_index_samples s
+	 WHERE NOT EXISTS (SELECT 1
+						 FROM @extschema@.wm_perf_config c
+						 JOIN pg_catalog.pg_index i
+						   ON i.indrelid OPERATOR(pg_catalog.=) c.relid::pg_catalog.oid
+						WHERE i.indexrelid OPERATOR(pg_catalog.=) s.indexrelid);
+	INSERT INTO @extschema@.wm_index_samples AS s
+		(indexrelid, idx_scan, since, stats_reset, postmaster_start, sampled_at)
+	SELECT DISTINCT i.indexrelid, pg_catalog.pg_stat_get_numscans(i.indexrelid),
+		   pg_catalog.now(), reset_at, pg_catalog.pg_postmaster_start_time(), pg_catalog.now()
+	  FROM @extschema@.wm_perf_config c
+	  JOIN pg_catalog.pg_index i ON i.indrelid OPERATOR(pg_catalog.=) c.relid::pg_catalog.oid
+	ON CONFLICT (indexrelid) DO UPDATE
+	   SET since = CASE WHEN s.idx_scan OPERATOR(pg_catalog.=) EXCLUDED.idx_scan
+						 AND s.stats_reset IS NOT DISTINCT FROM EXCLUDED.stats_reset
+						 AND s.postmaster_start OPERATOR(pg_catalog.=) EXCLUDED.postmaster_start
+					THEN s.since ELSE EXCLUDED.since END,
+		   idx_scan = EXCLUDED.idx_scan,
+		   stats_reset = EXCLUDED.stats_reset,
+		   postmaster_start = EXCLUDED.postmaster_start,
+		   sampled_at = EXCLUDED.sampled_at;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END;
+$$;
+REVOKE ALL ON FUNCTION @extschema@.wm_index_sample() FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.wm_index_sample() IS
+	'Samples the scan counters of the attached tables'' indexes into wm_index_samples (schedule it, e.g. hourly with pg_cron)';
+
+CREATE FUNCTION @extschema@.wm_index_unused(min_days integer DEFAULT 7)
+RETURNS TABLE(table_name regclass, index_name regclass, index_bytes bigint,
+			  idx_scan bigint, unused_since timestamptz, drop_statement text,
+			  safe boolean, blocker text, note text)
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL RESTRICTED SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	reset_at	timestamptz;
+BEGIN
+	IF min_days OPERATOR(pg_catalog.<) 0 THEN
+		RAISE EXCEPTION 'min_days must not be negative'
+			USING ERRCODE = '22023', DETAIL = pg_catalog.format('min_days is %s.', min_days);
+	END IF;
+	-- This transaction's cached statistics would hide newer scans.
+	PERFORM pg_catalog.pg_stat_clear_snapshot();
+	reset_at := pg_catalog.pg_stat_get_db_stat_reset_time(
+		(SELECT d.oid FROM pg_catalog.pg_database d
+		  WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()));
+	RETURN QUERY
+	SELECT x.indrelid::pg_catalog.regclass, x.indexrelid::pg_catalog.regclass,
+		   f.bytes, x.scans, s.since,
+		   pg_catalog.format('DROP INDEX CONCURRENTLY %I.%I;', n.nspname, ic.relname),
+		   f.blocker IS NULL, f.blocker,
+		   'idx_scan counts this server only: check pg_stat_user_indexes on every standby before dropping'::text
+	  FROM (SELECT DISTINCT i.indrelid, i.indexrelid,
+				   pg_catalog.pg_stat_get_numscans(i.indexrelid) AS scans
+			  FROM @extschema@.wm_perf_config c
+			  JOIN pg_catalog.pg_index i
+				ON i.indrelid OPERATOR(pg_catalog.=) c.relid::pg_catalog.oid) x
+	  CROSS JOIN LATERAL @extschema@._wm_index_facts(x.indexrelid) f
+	  JOIN @extschema@.wm_index_samples s
+		ON s.indexrelid OPERATOR(pg_catalog.=) x.indexrelid
+	   AND s.idx_scan OPERATOR(pg_catalog.=) x.scans
+	   AND s.stats_reset IS NOT DISTINCT FROM reset_at
+	   AND s.postmaster_start OPERATOR(pg_catalog.=) pg_catalog.pg_postmaster_start_time()
+	  JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) x.indexrelid
+	  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) ic.relnamespace
+	 WHERE s.since OPERATOR(pg_catalog.<=)
+		   (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => min_days))
+	 ORDER BY 1, 2;
+END;
+$$;
+REVOKE ALL ON FUNCTION @extschema@.wm_index_unused(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.wm_index_unused(integer) TO pg_monitor;
+COMMENT ON FUNCTION @extschema@.wm_index_unused(integer) IS
+	'Indexes of the attached tables with no scan for at least min_days of wm_index_sample() samples, with the DROP INDEX CONCURRENTLY statement and what blocks it';
+
+CREATE FUNCTION @extschema@.wm_explain_indexes(query text)
+RETURNS TABLE(table_name regclass, index_name regclass, plan_scans text,
+			  partial boolean, predicate text, predicate_implied boolean, note text)
+AS 'MODULE_PATHNAME', 'wm_explain_indexes'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@.wm_explain_indexes(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.wm_explain_indexes(text) TO pg_monitor;
+COMMENT ON FUNCTION @extschema@.wm_explain_indexes(text) IS
+	'Plans one SELECT without running it: the indexes its plan uses and, for each partial index of the tables it reads, whether the statement implies the predicate';
+
+CREATE FUNCTION @extschema@.wm_index_missing()
+RETURNS TABLE(queryid bigint, query text, calls bigint, mean_exec_ms double precision,
+			  table_name regclass, suggestion text, cost_before double precision,
+			  cost_after double precision, method text, near_miss text)
+AS 'MODULE_PATHNAME', 'wm_index_missing'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE SECURITY INVOKER;
+REVOKE ALL ON FUNCTION @extschema@.wm_index_missing() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.wm_index_missing() TO pg_monitor;
+COMMENT ON FUNCTION @extschema@.wm_index_missing() IS
+	'SELECT statements of pg_stat_statements whose generic plan scans an attached table sequentially: the suggested CREATE INDEX CONCURRENTLY, the cost before and after (hypopg or structural), and the existing indexes that nearly serve them';

@@ -12,7 +12,7 @@ PG_BIN=${WM_PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_CONFIG=$PG_BIN/pg_config
 WM_PACKAGES="build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-postgis-3
 postgresql-15-postgis-3-scripts postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
-libhiredis-dev redis-server libipc-run-perl debhelper postgresql-server-dev-all"
+libhiredis-dev redis-server libipc-run-perl debhelper postgresql-server-dev-all postgresql-15-hypopg"
 
 log() { printf '\033[1m== %s\033[0m\n' "$*"; }
 
