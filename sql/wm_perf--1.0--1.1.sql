@@ -996,6 +996,8 @@ REVOKE ALL ON FUNCTION @extschema@.wm_perf_health(float8) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.wm_perf_health(float8) TO pg_monitor;
 COMMENT ON FUNCTION @extschema@.wm_perf_health(float8) IS
 	'The health targets as rows (check_name, value, target, ok, detail): statistics cache hit ratio, p95 of the statistics and radius calls, buffer hit ratios of the attached tables, slow statements, connections, invalid indexes';
+
+/*
  * Index advice (issue 13): read-only, bounded, SECURITY INVOKER, for
  * pg_monitor.  No function here runs DDL: the advice is statements for a
  * human to run.  A non-superuser member of pg_monitor sees every index of

@@ -171,8 +171,8 @@ test('wm_perf stores its values in the password-protected Redis, and a second ca
   await warm(() => service.getBinStatistics());
   await warm(() => service.getRouteStatistics());
   const own = await raw.keys('wm_perf:v2:*');
-  assert.ok(own.some((k) => /:bins:[0-9a-f]{12}:e\d+:g\d+:bins:all:/.test(k)), `a bins value key among ${own.length} wm_perf keys`);
-  assert.ok(own.some((k) => /:routes:[0-9a-f]{12}:e\d+:g\d+:routes:all:/.test(k)), 'a routes value key');
+  assert.ok(own.some((k) => /:bins:[0-9a-f]{12}\.[0-9a-f]{12}:e\d+:g\d+:(s[0-9a-f]+\.\d+:)?bins:all:/.test(k)), `a bins value key among ${own.length} wm_perf keys`);
+  assert.ok(own.some((k) => /:routes:[0-9a-f]{12}\.[0-9a-f]{12}:e\d+:g\d+:(s[0-9a-f]+\.\d+:)?routes:all:/.test(k)), 'a routes value key');
   assert.ok(own.every((k) => !k.startsWith(KEY_PREFIX)), 'wm_perf keys are not in the application prefix');
 });
 
