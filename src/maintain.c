@@ -69,6 +69,8 @@
 
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -318,9 +320,6 @@ typedef enum WmKept
 	WM_KEPT_LOCK_CUSTOMER,
 	WM_KEPT_LIVENESS,
 	WM_KEPT_LIVENESS_ONE,
-	WM_KEPT_INSERT_BINS,
-	WM_KEPT_INSERT_DUE,
-	WM_KEPT_INSERT_EVENTS,
 	WM_KEPT_COUNT
 } WmKept;
 
@@ -340,22 +339,16 @@ forget_kept(void)
 }
 
 static int
-exec_plan_latest_nulls(SPIPlanPtr plan, Datum *args, const char *nulls)
+exec_plan_latest(SPIPlanPtr plan, Datum *args)
 {
 	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
 	int			rc;
 
-	rc = SPI_execute_snapshot(plan, args, nulls, snap, InvalidSnapshot, false, false, 0);
+	rc = SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot, false, false, 0);
 	UnregisterSnapshot(snap);
 	if (rc < 0)
 		elog(ERROR, "SPI failed in wm_perf maintenance: %s", SPI_result_code_string(rc));
 	return rc;
-}
-
-static int
-exec_plan_latest(SPIPlanPtr plan, Datum *args)
-{
-	return exec_plan_latest_nulls(plan, args, NULL);
 }
 
 /* Execute sql (already connected to SPI) under the latest snapshot. */
@@ -374,8 +367,7 @@ exec_latest(const char *sql, int nargs, Oid *argtypes, Datum *args)
 
 /* The same through the kept plan of slot (sql is used only to prepare it). */
 static int
-exec_kept_nulls(int slot, const char *sql, int nargs, Oid *argtypes, Datum *args,
-				const char *nulls)
+exec_kept(int slot, const char *sql, int nargs, Oid *argtypes, Datum *args)
 {
 	if (kept[slot] == NULL)
 	{
@@ -392,13 +384,7 @@ exec_kept_nulls(int slot, const char *sql, int nargs, Oid *argtypes, Datum *args
 			elog(ERROR, "SPI_keepplan failed");
 		kept[slot] = plan;
 	}
-	return exec_plan_latest_nulls(kept[slot], args, nulls);
-}
-
-static int
-exec_kept(int slot, const char *sql, int nargs, Oid *argtypes, Datum *args)
-{
-	return exec_kept_nulls(slot, sql, nargs, argtypes, args, NULL);
+	return exec_plan_latest(kept[slot], args);
 }
 
 static void
@@ -1190,94 +1176,131 @@ delta_event_row(WmDelta *d, int sign)
 	g->n += sign;
 }
 
-/* The INSERTs of the groups whose delta is not all zeros. */
+/*
+ * Insert one delta row into a maintained table directly through the table
+ * AM: the tables are wm_perf's own (no index, trigger, rule, policy or
+ * constraint but NOT NULL, which the sums satisfy), so an executor for an
+ * INSERT per group would only cost a pickup time.  The row is WAL-logged and
+ * MVCC-visible like any insert of this transaction's current command.
+ */
+static void
+delta_insert(Relation rel, TupleTableSlot *slot, Datum *values, bool *isnull, int natts)
+{
+	if (RelationGetDescr(rel)->natts != natts)
+		elog(ERROR, "wm_perf: %s has %d columns, expected %d",
+			 RelationGetRelationName(rel), RelationGetDescr(rel)->natts, natts);
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, values, natts * sizeof(Datum));
+	memcpy(slot->tts_isnull, isnull, natts * sizeof(bool));
+	ExecStoreVirtualTuple(slot);
+	simple_table_tuple_insert(rel, slot);
+}
+
+/* The rows of the groups whose delta is not all zeros. */
 static void
 delta_store(WmDelta *d, WmTable table)
 {
-	const char *s = maint.schema;
 	int			i;
-	int			rc;
 
 	if (table == WM_TABLE_BINS)
 	{
-		char	   *sql = psprintf("INSERT INTO %s.wm_agg_bins VALUES"
-								   " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)", s);
-		char	   *dsql = psprintf("INSERT INTO %s.wm_agg_bins_due VALUES ($1, $2, $3, $4)", s);
-		Oid			types[12] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID,
-		NUMERICOID, INT8OID, NUMERICOID, INT8OID, INT8OID};
-		Oid			dtypes[4] = {TEXTOID, TEXTOID, DATEOID, INT8OID};
+		Relation	rel = NULL;
+		TupleTableSlot *slot = NULL;
 
 		for (i = 0; i < d->bins.size; i++)
 		{
 			WmGroup    *g = d->bins.slots[i];
-			Datum		args[12];
-			char		nulls[12];
+			Datum		values[12];
+			bool		isnull[12] = {false};
 			int			k;
 
 			if (g == NULL || !(g->n || g->gps || g->sensor || g->smart || g->fill_n ||
 							   g->cap_n || g->need_fill || sum_nonzero(&g->fill_sum) ||
 							   sum_nonzero(&g->cap_sum)))
 				continue;
-			memset(nulls, ' ', sizeof(nulls));
 			for (k = 0; k < 3; k++)
 			{
-				args[k] = PointerGetDatum(g->label[k]);
-				if (g->label[k] == NULL)
-					nulls[k] = 'n';
+				values[k] = PointerGetDatum(g->label[k]);
+				isnull[k] = g->label[k] == NULL;
 			}
-			args[3] = Int64GetDatum(g->n);
-			args[4] = Int64GetDatum(g->gps);
-			args[5] = Int64GetDatum(g->sensor);
-			args[6] = Int64GetDatum(g->smart);
-			args[7] = sum_value(&g->fill_sum);
-			args[8] = Int64GetDatum(g->fill_n);
-			args[9] = sum_value(&g->cap_sum);
-			args[10] = Int64GetDatum(g->cap_n);
-			args[11] = Int64GetDatum(g->need_fill);
-			rc = exec_kept_nulls(WM_KEPT_INSERT_BINS, sql, 12, types, args, nulls);
-			wm_spi_check(rc, SPI_OK_INSERT, "recording a statistics delta");
+			values[3] = Int64GetDatum(g->n);
+			values[4] = Int64GetDatum(g->gps);
+			values[5] = Int64GetDatum(g->sensor);
+			values[6] = Int64GetDatum(g->smart);
+			values[7] = sum_value(&g->fill_sum);
+			values[8] = Int64GetDatum(g->fill_n);
+			values[9] = sum_value(&g->cap_sum);
+			values[10] = Int64GetDatum(g->cap_n);
+			values[11] = Int64GetDatum(g->need_fill);
+			if (rel == NULL)
+			{
+				rel = table_open(maint.agg_bins, RowExclusiveLock);
+				slot = table_slot_create(rel, NULL);
+			}
+			delta_insert(rel, slot, values, isnull, 12);
+		}
+		if (rel)
+		{
+			ExecDropSingleTupleTableSlot(slot);
+			table_close(rel, NoLock);
+			rel = NULL;
 		}
 		for (i = 0; i < d->due.size; i++)
 		{
 			WmGroup    *g = d->due.slots[i];
-			Datum		args[4];
-			char		nulls[4] = {' ', ' ', ' ', ' '};
+			Datum		values[4];
+			bool		isnull[4] = {false};
 
 			if (g == NULL || g->n == 0)
 				continue;
-			args[0] = PointerGetDatum(g->label[0]);
-			args[1] = PointerGetDatum(g->label[1]);
-			nulls[0] = g->label[0] ? ' ' : 'n';
-			nulls[1] = g->label[1] ? ' ' : 'n';
-			args[2] = DateADTGetDatum((DateADT) g->extra);
-			args[3] = Int64GetDatum(g->n);
-			rc = exec_kept_nulls(WM_KEPT_INSERT_DUE, dsql, 4, dtypes, args, nulls);
-			wm_spi_check(rc, SPI_OK_INSERT, "recording a statistics delta");
+			values[0] = PointerGetDatum(g->label[0]);
+			values[1] = PointerGetDatum(g->label[1]);
+			isnull[0] = g->label[0] == NULL;
+			isnull[1] = g->label[1] == NULL;
+			values[2] = DateADTGetDatum((DateADT) g->extra);
+			values[3] = Int64GetDatum(g->n);
+			if (rel == NULL)
+			{
+				rel = table_open(maint.agg_due, RowExclusiveLock);
+				slot = table_slot_create(rel, NULL);
+			}
+			delta_insert(rel, slot, values, isnull, 4);
 		}
-		pfree(sql);
-		pfree(dsql);
+		if (rel)
+		{
+			ExecDropSingleTupleTableSlot(slot);
+			table_close(rel, NoLock);
+		}
 	}
 	else
 	{
-		char	   *sql = psprintf("INSERT INTO %s.wm_agg_events VALUES ($1, $2, $3)", s);
-		Oid			types[3] = {TEXTOID, TIMESTAMPTZOID, INT8OID};
+		Relation	rel = NULL;
+		TupleTableSlot *slot = NULL;
 
 		for (i = 0; i < d->events.size; i++)
 		{
 			WmGroup    *g = d->events.slots[i];
-			Datum		args[3];
-			char		nulls[3] = {' ', ' ', ' '};
+			Datum		values[3];
+			bool		isnull[3] = {false};
 
 			if (g == NULL || g->n == 0)
 				continue;
-			args[0] = PointerGetDatum(g->label[0]);
-			nulls[0] = g->label[0] ? ' ' : 'n';
-			args[1] = TimestampTzGetDatum((TimestampTz) g->extra);
-			args[2] = Int64GetDatum(g->n);
-			rc = exec_kept_nulls(WM_KEPT_INSERT_EVENTS, sql, 3, types, args, nulls);
-			wm_spi_check(rc, SPI_OK_INSERT, "recording a statistics delta");
+			values[0] = PointerGetDatum(g->label[0]);
+			isnull[0] = g->label[0] == NULL;
+			values[1] = TimestampTzGetDatum((TimestampTz) g->extra);
+			values[2] = Int64GetDatum(g->n);
+			if (rel == NULL)
+			{
+				rel = table_open(maint.agg_events, RowExclusiveLock);
+				slot = table_slot_create(rel, NULL);
+			}
+			delta_insert(rel, slot, values, isnull, 3);
 		}
-		pfree(sql);
+		if (rel)
+		{
+			ExecDropSingleTupleTableSlot(slot);
+			table_close(rel, NoLock);
+		}
 	}
 }
 
