@@ -893,16 +893,23 @@ label_of(WmDelta *d, int k, bool *isnull)
 		if (d->enums[i].value == DatumGetObjectId(v))
 			return d->enums[i].label;
 	{
-		MemoryContext old = MemoryContextSwitchTo(d->cxt);
-		text	   *t = cstring_to_text(DatumGetCString(DirectFunctionCall1(enum_out, v)));
+		/*
+		 * Output in the caller's (row) context; only a label remembered
+		 * goes into the statement's: past lengthof(enums) values, every row
+		 * would otherwise leave its label there.
+		 */
+		char	   *out = DatumGetCString(DirectFunctionCall1(enum_out, v));
+		text	   *t;
 
-		MemoryContextSwitchTo(old);
-		if (d->nenums < (int) lengthof(d->enums))
-		{
-			d->enums[d->nenums].value = DatumGetObjectId(v);
-			d->enums[d->nenums].label = t;
-			d->nenums++;
-		}
+		if (d->nenums >= (int) lengthof(d->enums))
+			return cstring_to_text(out);
+		t = (text *) MemoryContextAlloc(d->cxt, VARHDRSZ + strlen(out));
+		SET_VARSIZE(t, VARHDRSZ + strlen(out));
+		memcpy(VARDATA(t), out, strlen(out));
+		pfree(out);
+		d->enums[d->nenums].value = DatumGetObjectId(v);
+		d->enums[d->nenums].label = t;
+		d->nenums++;
 		return t;
 	}
 }
