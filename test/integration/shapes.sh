@@ -63,20 +63,20 @@ raw() {
                   IS DISTINCT FROM (0, 0, 0, 0, 0, 0, 0, 0, 0)),
         live AS (SELECT b.* FROM $2 b JOIN $3 c ON c.id = b.customer_id
                   WHERE b.deleted_at IS NULL AND c.deleted_at IS NULL),
-        fb AS (SELECT status::text, bin_type::text, material::text, count(*) n,
+        fb AS (SELECT CASE WHEN status IS NOT NULL THEN format('%s', status) END, CASE WHEN bin_type IS NOT NULL THEN format('%s', bin_type) END, CASE WHEN material IS NOT NULL THEN format('%s', material) END, count(*) n,
                   count(*) FILTER (WHERE gps_enabled) gps, count(*) FILTER (WHERE sensor_enabled) sensor,
                   count(*) FILTER (WHERE gps_enabled OR sensor_enabled) smart,
                   coalesce(sum(fill_level_percent), 0)::numeric fill_sum, count(fill_level_percent) fill_n,
                   coalesce(sum(capacity_cubic_yards), 0)::numeric cap_sum, count(capacity_cubic_yards) cap_n,
-                  count(*) FILTER (WHERE status::text = 'active' AND fill_level_percent >= 80) need_fill
+                  count(*) FILTER (WHERE status = 'active' AND fill_level_percent >= 80) need_fill
                   FROM live GROUP BY 1, 2, 3),
         md AS (SELECT bin_type, material, due, sum(n) n FROM wm_agg_bins_due GROUP BY 1, 2, 3 HAVING sum(n) <> 0),
-        fd AS (SELECT bin_type::text, material::text, next_service_date, count(*) n FROM live
-                  WHERE status::text = 'active' AND (fill_level_percent >= 80) IS NOT TRUE
+        fd AS (SELECT CASE WHEN bin_type IS NOT NULL THEN format('%s', bin_type) END, CASE WHEN material IS NOT NULL THEN format('%s', material) END, next_service_date, count(*) n FROM live
+                  WHERE status = 'active' AND (fill_level_percent >= 80) IS NOT TRUE
                   AND next_service_date IS NOT NULL GROUP BY 1, 2, 3),
         me AS (SELECT event_type, hour, sum(n) n FROM wm_agg_events WHERE hour >= now() - interval '39 days'
                   GROUP BY 1, 2 HAVING sum(n) <> 0),
-        fe AS (SELECT e.event_type::text, date_trunc('hour', e.created_at, 'UTC') h, count(*) n
+        fe AS (SELECT CASE WHEN e.event_type IS NOT NULL THEN format('%s', e.event_type) END, date_trunc('hour', e.created_at, 'UTC') h, count(*) n
                   FROM $4 e JOIN $3 c ON c.id = e.customer_id
                   WHERE e.deleted_at IS NULL AND c.deleted_at IS NULL
                   AND date_trunc('hour', e.created_at, 'UTC') >= now() - interval '39 days' GROUP BY 1, 2)
@@ -128,15 +128,22 @@ check "app shape: 70 more enum labels in one statement: 70 material groups with 
 check "app shape: 70 more enum labels: maintained sums = full computation" 0/0/0 "$(raw_of wm_shape_app)"
 check "app shape: 70 more enum labels: wm_statistics_verify() finds no difference" 0 "$(verify_empty wm_shape_app)"
 
-# int8 fill level and capacity (the public shape altered before the
-# extension attaches): a group's sum past int64 goes on in numeric.
+# The public shape altered before the extension attaches: int8 fill level
+# and capacity (a group's sum past int64 goes on in numeric) and a
+# char(12) status ('active' padded: active as bpchar compares).
 psql -X -q -d postgres -c "DROP DATABASE IF EXISTS wm_shape_int8" >/dev/null 2>&1
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE wm_shape_int8"
 psql -X -q -v ON_ERROR_STOP=1 -d wm_shape_int8 -v scale=0.002 -f "$WM_SRC/test/fixtures/schema_public.sql" \
     -c "ALTER TABLE public.bins DROP CONSTRAINT bins_fill_level_percent_check,
-          ALTER COLUMN fill_level_percent TYPE bigint, ALTER COLUMN capacity_cubic_yards TYPE bigint" \
+          ALTER COLUMN fill_level_percent TYPE bigint, ALTER COLUMN capacity_cubic_yards TYPE bigint,
+          ALTER COLUMN status TYPE char(12)" \
     -f "$WM_SRC/test/fixtures/generate.sql" >/dev/null 2>&1
 Q wm_shape_int8 "CREATE EXTENSION wm_perf CASCADE" >/dev/null 2>&1
+check "int8 shape: char(12) status: wm_statistics_verify() after the rebuild finds no difference" 0 "$(verify_empty wm_shape_int8)"
+check "int8 shape: char(12) status: active counts the bins whose status = 'active'" t \
+    "$(Q wm_shape_int8 "SELECT (wm_bin_statistics() ->> 'active')::bigint = count(*) AND count(*) > 0
+                         FROM public.bins b JOIN public.customers c ON c.id = b.customer_id
+                         WHERE b.deleted_at IS NULL AND c.deleted_at IS NULL AND b.status = 'active'")"
 Q wm_shape_int8 "CREATE TABLE rv_g AS SELECT b.id FROM public.bins b JOIN public.customers c ON c.id = b.customer_id
                   WHERE b.deleted_at IS NULL AND c.deleted_at IS NULL AND b.status = 'active'
                   AND b.bin_type = 'dumpster' AND b.material IS NOT DISTINCT FROM 'steel'
