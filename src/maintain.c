@@ -127,9 +127,14 @@
  * status = 'active', compared as text: a literal would be parsed as the
  * enum and fail once the label is renamed.  The attached columns' types are
  * checked by oid (no domains, no user types but enums), and operators
- * resolve in pg_catalog: nothing of a table owner's runs.
+ * resolve in pg_catalog: nothing of a table owner's runs.  A bpchar status
+ * compares as bpchar does (the full computation's status = 'active'):
+ * trailing spaces do not count, 'active' in a char(12) is active.
  */
-#define ACTIVE(t) "pg_catalog.format('%%s', " t ".status) OPERATOR(pg_catalog.=) 'active'"
+#define ACTIVE(t) "CASE WHEN pg_catalog.pg_typeof(" t ".status) OPERATOR(pg_catalog.=)" \
+	" 'pg_catalog.bpchar'::pg_catalog.regtype" \
+	" THEN pg_catalog.rtrim(pg_catalog.format('%%s', " t ".status), ' ')" \
+	" ELSE pg_catalog.format('%%s', " t ".status) END OPERATOR(pg_catalog.=) 'active'"
 
 /*
  * The grouped contribution of the rows of 'b' (sign column wm_s):
@@ -879,16 +884,23 @@ label_of(WmDelta *d, int k, bool *isnull)
 		if (d->enums[i].value == DatumGetObjectId(v))
 			return d->enums[i].label;
 	{
-		MemoryContext old = MemoryContextSwitchTo(d->cxt);
-		text	   *t = cstring_to_text(DatumGetCString(DirectFunctionCall1(enum_out, v)));
+		/*
+		 * Output in the caller's (row) context; only a label remembered
+		 * goes into the statement's: past lengthof(enums) values, every row
+		 * would otherwise leave its label there.
+		 */
+		char	   *out = DatumGetCString(DirectFunctionCall1(enum_out, v));
+		text	   *t;
 
-		MemoryContextSwitchTo(old);
-		if (d->nenums < (int) lengthof(d->enums))
-		{
-			d->enums[d->nenums].value = DatumGetObjectId(v);
-			d->enums[d->nenums].label = t;
-			d->nenums++;
-		}
+		if (d->nenums >= (int) lengthof(d->enums))
+			return cstring_to_text(out);
+		t = (text *) MemoryContextAlloc(d->cxt, VARHDRSZ + strlen(out));
+		SET_VARSIZE(t, VARHDRSZ + strlen(out));
+		memcpy(VARDATA(t), out, strlen(out));
+		pfree(out);
+		d->enums[d->nenums].value = DatumGetObjectId(v);
+		d->enums[d->nenums].label = t;
+		d->nenums++;
 		return t;
 	}
 }
@@ -964,12 +976,19 @@ group_of(WmDelta *d, WmGroups *g, text **labels, int nlabels, int64 extra)
 	return e;
 }
 
+/* Is t the label s (a bpchar label without its trailing spaces)? */
 static bool
-label_is(text *t, const char *s)
+label_is(text *t, const char *s, bool bpchar)
 {
 	int			len = strlen(s);
+	int			tlen;
 
-	return t != NULL && (int) VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
+	if (t == NULL)
+		return false;
+	tlen = VARSIZE_ANY_EXHDR(t);
+	if (bpchar)
+		tlen = bpchartruelen(VARDATA_ANY(t), tlen);
+	return tlen == len && memcmp(VARDATA_ANY(t), s, len) == 0;
 }
 
 /*
@@ -1107,7 +1126,7 @@ delta_bin_row(WmDelta *d, int sign)
 	}
 	cap = slot_getattr(d->slot, d->att[D_CAPACITY], &cap_null);
 	date = slot_getattr(d->slot, d->att[D_NEXT_SERVICE], &date_null);
-	active = label_is(labels[0], "active");
+	active = label_is(labels[0], "active", d->typ[D_STATUS] == BPCHAROID);
 	full = !fill_null && fill >= 80;
 
 	resetStringInfo(&d->key);
@@ -1766,6 +1785,7 @@ wm_maintained_bin_plans(SPIPlanPtr *plan, SPIPlanPtr *eplan)
 	};
 	StringInfoData sql;
 	WmAsOwner	s;
+	const char *active;
 	int			i;
 
 	resolve();
@@ -1815,6 +1835,9 @@ wm_maintained_bin_plans(SPIPlanPtr *plan, SPIPlanPtr *eplan)
 		return true;
 	}
 
+	/* the stored label of a bpchar status keeps its padding (ACTIVE) */
+	active = column_has_type(wm_table_oid(WM_TABLE_BINS), "status", BPCHAROID) ?
+		"rtrim(g.status, ' ')" : "g.status";
 	as_owner_begin(&s);
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
@@ -1824,8 +1847,8 @@ wm_maintained_bin_plans(SPIPlanPtr *plan, SPIPlanPtr *eplan)
 					 "  FROM %s.wm_agg_bins GROUP BY 1, 2, 3 HAVING sum(n) <> 0),"
 					 " d AS (SELECT bin_type, material, sum(n) AS n FROM %s.wm_agg_bins_due"
 					 "  WHERE due < CURRENT_DATE GROUP BY 1, 2),"
-					 " j AS (SELECT g.*, CASE WHEN g.status = 'active' THEN coalesce(d.n, 0) ELSE 0 END AS dn"
-					 "  FROM g LEFT JOIN d ON g.status = 'active'"
+					 " j AS (SELECT g.*, CASE WHEN %s = 'active' THEN coalesce(d.n, 0) ELSE 0 END AS dn"
+					 "  FROM g LEFT JOIN d ON %s = 'active'"
 					 "  AND d.bin_type IS NOT DISTINCT FROM g.bin_type"
 					 "  AND d.material IS NOT DISTINCT FROM g.material)"
 					 " SELECT GROUPING(status, bin_type, material)::int8, status, bin_type, material,"
@@ -1838,7 +1861,7 @@ wm_maintained_bin_plans(SPIPlanPtr *plan, SPIPlanPtr *eplan)
 					 " UNION ALL SELECT -1, NULL, NULL, NULL, 0, 0, 0, 0, NULL, 0, NULL"
 					 " FROM %s.wm_agg_state st WHERE st.bins = %u AND st.customers = %u"
 					 " AND st.service_events = %u",
-					 maint.schema, maint.schema, maint.schema,
+					 maint.schema, maint.schema, active, active, maint.schema,
 					 wm_table_oid(WM_TABLE_BINS), wm_table_oid(WM_TABLE_CUSTOMERS),
 					 wm_table_oid(WM_TABLE_SERVICE_EVENTS));
 	maint.bins_plan = SPI_prepare(sql.data, 0, NULL);

@@ -28,6 +28,7 @@
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
@@ -503,6 +504,9 @@ bin_statistics_jsonb(pg_uuid_t *customer, SPITupleTable *bt, SPITupleTable *et,
 	uint64		r;
 	int			total_row = -1;
 	int64		active = 0;
+	Oid			bins = wm_table_oid(WM_TABLE_BINS);
+	bool		status_bpchar = OidIsValid(bins) &&
+		get_atttype(bins, get_attnum(bins, "status")) == BPCHAROID;
 
 	/*
 	 * The grand total row, and "active" from the byStatus row of 'active'
@@ -519,6 +523,9 @@ bin_statistics_jsonb(pg_uuid_t *customer, SPITupleTable *bt, SPITupleTable *et,
 		{
 			char	   *status = SPI_getvalue(tup, bt->tupdesc, 2);
 
+			/* a bpchar status is 'active' without its padding */
+			if (status != NULL && status_bpchar)
+				status[bpchartruelen(status, strlen(status))] = '\0';
 			if (status != NULL && strcmp(status, "active") == 0)
 				active = get_int8(tup, bt->tupdesc, 5);
 		}
