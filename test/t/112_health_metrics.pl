@@ -118,13 +118,18 @@ $node->safe_psql('app', 'SELECT wm_route_statistics() FROM generate_series(1, 5)
 $node->safe_psql('app',
 	'SELECT count(*) FROM generate_series(1, 3) i, wm_routes_within_radius(29.7604, -95.3698, 10 * i, 10)');
 
+# A redundant index for the advice counts: one more row than without it.
+my $redundant0 = $node->safe_psql('app', 'SELECT count(*) FROM wm_index_redundant()');
+$node->safe_psql('app',
+	'CREATE INDEX regress_exporter_dup ON core.bins (customer_id) WHERE deleted_at IS NULL');
+
 my $yaml = CPAN::Meta::YAML->read('docs/postgres_exporter.yaml')
   or die 'docs/postgres_exporter.yaml: ' . CPAN::Meta::YAML->errstr;
 my $queries = $yaml->[0];
 is_deeply(
 	[ sort keys %$queries ],
-	[qw(wm_perf_call_duration wm_perf_function wm_perf_health wm_perf_invalidation)],
-	'the file holds the four namespaces');
+	[qw(wm_perf_call_duration wm_perf_function wm_perf_health wm_perf_index_advice wm_perf_invalidation)],
+	'the file holds the five namespaces');
 
 my $num = qr/^-?(?:\d+(?:\.\d*)?(?:e[-+]?\d+)?|NaN|Infinity)$/i;
 my %rows;    # namespace => [ { column => value } ]
@@ -231,6 +236,16 @@ foreach my $f (sort keys %h)
 is(join('; ', @failed_shape), '', 'histogram: 13 cumulative buckets within the count, a sum with the calls');
 
 is(scalar @{ $rows{wm_perf_invalidation} }, 1, 'wm_perf_invalidation: one row');
+my %adv = map { $_->{kind} => $_ } @{ $rows{wm_perf_index_advice} };
+is( join(' ', map { "$_=$adv{$_}{indexes}/$adv{$_}{safe_to_drop}" } sort keys %adv),
+	join(' ',
+		'redundant=' . $node->safe_psql('app',
+			'SELECT count(*) || \'/\' || count(*) FILTER (WHERE safe) FROM wm_index_redundant()'),
+		'unused=0/0'),
+	'wm_perf_index_advice: the counts of wm_index_redundant() (no sample yet: nothing unused)');
+cmp_ok($adv{redundant}{indexes}, '>', $redundant0,
+	'wm_perf_index_advice: the duplicate index is counted');
+
 my %hr = map { $_->{check_name} => $_ } @{ $rows{wm_perf_health} };
 is( join(' ', sort keys %hr),
 	'connections_used_ratio index_buffer_hit_ratio invalid_indexes radius_p95_ms slow_statements statistics_cache_hit_ratio statistics_p95_ms table_buffer_hit_ratio',
