@@ -5,8 +5,9 @@
  *	  only here.  `make test` builds and runs on PostgreSQL 15 with hiredis
  *	  0.14; `make compat-check` compiles every file against PostgreSQL 17's
  *	  headers (Debian's postgresql-server-dev-17, compile only).  The 16
- *	  branches are checked by reading REL_16_STABLE: docs/development.md
- *	  lists every API, what changed and where it was checked.
+ *	  boundaries are checked against bindgen's output of 16.4's headers
+ *	  (pgrx's pg16.rs), not compiled: docs/development.md lists every API,
+ *	  what changed and where it was checked.
  *
  *-------------------------------------------------------------------------
  */
