@@ -976,7 +976,7 @@ wm_explain_indexes(PG_FUNCTION_ARGS)
 	explain_seen = NIL;
 
 	/* EXPLAIN checks the caller's privileges in ExecutorStart: so do we. */
-	ExecCheckRTPerms(plan->rtable, true);
+	WM_EXEC_CHECK_PLAN_PERMS(plan, true);
 
 	walk_plan(plan->planTree, &used);
 	foreach(lc, plan->subplans)
@@ -1806,7 +1806,7 @@ missing_for_statement(const WmStatement *st, const Oid *tables, int ntables,
 	plan = plan_capturing(q, st->query, NULL, &restrictions);
 
 	/* Only statements the caller could run (as EXPLAIN would check). */
-	if (!ExecCheckRTPerms(plan->rtable, false))
+	if (!WM_EXEC_CHECK_PLAN_PERMS(plan, false))
 		return;
 	unserved = plan_unserved(plan);
 	foreach(lc, restrictions)

@@ -28,6 +28,19 @@
  */
 extern void _PG_init(void);
 
+/*
+ * A plan's permission check: 16 replaced ExecCheckRTPerms(rtable, report)
+ * by ExecCheckPermissions(rtable, permInfos, report), the permissions
+ * moving from the range table entries to PlannedStmt.permInfos.
+ */
+#if PG_VERSION_NUM >= 160000
+#define WM_EXEC_CHECK_PLAN_PERMS(plan, report) \
+	ExecCheckPermissions((plan)->rtable, (plan)->permInfos, (report))
+#else
+#define WM_EXEC_CHECK_PLAN_PERMS(plan, report) \
+	ExecCheckRTPerms((plan)->rtable, (report))
+#endif
+
 /* InitMaterializedSRF appeared in 15.1 (SetSingleFuncCall in 15.0). */
 #if PG_VERSION_NUM >= 150001
 #define WM_INIT_MATERIALIZED_SRF(fcinfo) InitMaterializedSRF((fcinfo), 0)
