@@ -198,6 +198,7 @@ typedef struct WmMaintained
 	Oid			agg_bins;
 	Oid			agg_due;
 	Oid			agg_events;
+	Oid			agg_state;
 	Oid			owner;			/* of the maintained tables */
 	char	   *schema;			/* quoted extension schema */
 	SPIPlanPtr	bins_plan;
@@ -249,6 +250,7 @@ resolve(void)
 	maint.agg_bins = get_relname_relid("wm_agg_bins", nsp);
 	maint.agg_due = get_relname_relid("wm_agg_bins_due", nsp);
 	maint.agg_events = get_relname_relid("wm_agg_events", nsp);
+	maint.agg_state = get_relname_relid("wm_agg_state", nsp);
 	maint.owner = InvalidOid;
 	if (OidIsValid(maint.agg_bins))
 	{
@@ -260,7 +262,7 @@ resolve(void)
 			ReleaseSysCache(tup);
 		}
 	}
-	maint.eligible = OidIsValid(maint.owner) &&
+	maint.eligible = OidIsValid(maint.owner) && OidIsValid(maint.agg_state) &&
 		OidIsValid(bins) && OidIsValid(cust) && OidIsValid(events) &&
 		!wm_table_has_problem(WM_TABLE_BINS) &&
 		!wm_table_has_problem(WM_TABLE_CUSTOMERS) &&
@@ -316,8 +318,7 @@ as_owner_end(WmAsOwner *s)
  */
 typedef enum WmKept
 {
-	WM_KEPT_STATE = 0,
-	WM_KEPT_CUSTOMER,
+	WM_KEPT_CUSTOMER = 0,
 	WM_KEPT_FOLD_BINS,
 	WM_KEPT_FOLD_DUE,
 	WM_KEPT_FOLD_EVENTS,
@@ -1402,11 +1403,31 @@ record_delta(TriggerData *td, WmTable table, bool big)
 	pfree(d);
 }
 
+/*
+ * Is there a state row (under the latest snapshot)?  Read straight from the
+ * table, one row at most: an executor for it cost every writer statement
+ * more than the lookup itself.
+ */
+static bool
+state_exists(void)
+{
+	Relation	rel = table_open(maint.agg_state, AccessShareLock);
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	TableScanDesc scan = table_beginscan(rel, snap, 0, NULL);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	bool		found = table_scan_getnextslot(scan, ForwardScanDirection, slot);
+
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
 /* The statement trigger on bins or service_events. */
 static void
 maintain_statement(TriggerData *td, WmTable table)
 {
-	const char *s = maint.schema;
 	const char *cust = wm_table_qualname(WM_TABLE_CUSTOMERS);
 	bool		big;
 	int			rc;
@@ -1418,16 +1439,10 @@ maintain_statement(TriggerData *td, WmTable table)
 	 * statement's rows included; the others record their deltas, which a
 	 * rebuild whose snapshot does not see them keeps.
 	 */
+	if (!state_exists() && pending() == 0 && advisory_try_lock())
 	{
-		char	   *q = psprintf("SELECT 1 FROM %s.wm_agg_state", s);
-
-		rc = exec_kept(WM_KEPT_STATE, q, 0, NULL, NULL);
-		wm_spi_check(rc, SPI_OK_SELECT, "looking for the maintained state");
-		if (SPI_processed == 0 && pending() == 0 && advisory_try_lock())
-		{
-			rebuild_locked();
-			return;
-		}
+		rebuild_locked();
+		return;
 	}
 
 	/*
