@@ -1203,125 +1203,111 @@ delta_event_row(WmDelta *d, int sign)
  * INSERT per group would only cost a pickup time.  The row is WAL-logged and
  * MVCC-visible like any insert of this transaction's current command.
  */
-static void
-delta_insert(Relation rel, TupleTableSlot *slot, Datum *values, bool *isnull, int natts)
+typedef struct WmAppender
 {
-	if (RelationGetDescr(rel)->natts != natts)
-		elog(ERROR, "wm_perf: %s has %d columns, expected %d",
-			 RelationGetRelationName(rel), RelationGetDescr(rel)->natts, natts);
-	ExecClearTuple(slot);
-	memcpy(slot->tts_values, values, natts * sizeof(Datum));
-	memcpy(slot->tts_isnull, isnull, natts * sizeof(bool));
-	ExecStoreVirtualTuple(slot);
-	simple_table_tuple_insert(rel, slot);
+	Oid			relid;
+	int			natts;
+	Relation	rel;			/* opened at the first row */
+	TupleTableSlot *slot;
+} WmAppender;
+
+static void
+delta_insert(WmAppender *ap, Datum *values, bool *isnull)
+{
+	if (ap->rel == NULL)
+	{
+		ap->rel = table_open(ap->relid, RowExclusiveLock);
+		if (RelationGetDescr(ap->rel)->natts != ap->natts)
+			elog(ERROR, "wm_perf: %s has %d columns, expected %d",
+				 RelationGetRelationName(ap->rel), RelationGetDescr(ap->rel)->natts, ap->natts);
+		ap->slot = table_slot_create(ap->rel, NULL);
+	}
+	ExecClearTuple(ap->slot);
+	memcpy(ap->slot->tts_values, values, ap->natts * sizeof(Datum));
+	memcpy(ap->slot->tts_isnull, isnull, ap->natts * sizeof(bool));
+	ExecStoreVirtualTuple(ap->slot);
+	simple_table_tuple_insert(ap->rel, ap->slot);
+}
+
+static void
+delta_insert_done(WmAppender *ap)
+{
+	if (ap->rel == NULL)
+		return;
+	ExecDropSingleTupleTableSlot(ap->slot);
+	table_close(ap->rel, NoLock);
 }
 
 /* The rows of the groups whose delta is not all zeros. */
 static void
 delta_store(WmDelta *d, WmTable table)
 {
+	WmAppender	bins = {maint.agg_bins, 12};
+	WmAppender	due = {maint.agg_due, 4};
+	WmAppender	events = {maint.agg_events, 3};
 	int			i;
+	int			k;
 
-	if (table == WM_TABLE_BINS)
+	for (i = 0; table == WM_TABLE_BINS && i < d->bins.size; i++)
 	{
-		Relation	rel = NULL;
-		TupleTableSlot *slot = NULL;
+		WmGroup    *g = d->bins.slots[i];
+		Datum		values[12];
+		bool		isnull[12] = {false};
 
-		for (i = 0; i < d->bins.size; i++)
+		if (g == NULL || !(g->n || g->gps || g->sensor || g->smart || g->fill_n ||
+						   g->cap_n || g->need_fill || sum_nonzero(&g->fill_sum) ||
+						   sum_nonzero(&g->cap_sum)))
+			continue;
+		for (k = 0; k < 3; k++)
 		{
-			WmGroup    *g = d->bins.slots[i];
-			Datum		values[12];
-			bool		isnull[12] = {false};
-			int			k;
-
-			if (g == NULL || !(g->n || g->gps || g->sensor || g->smart || g->fill_n ||
-							   g->cap_n || g->need_fill || sum_nonzero(&g->fill_sum) ||
-							   sum_nonzero(&g->cap_sum)))
-				continue;
-			for (k = 0; k < 3; k++)
-			{
-				values[k] = PointerGetDatum(g->label[k]);
-				isnull[k] = g->label[k] == NULL;
-			}
-			values[3] = Int64GetDatum(g->n);
-			values[4] = Int64GetDatum(g->gps);
-			values[5] = Int64GetDatum(g->sensor);
-			values[6] = Int64GetDatum(g->smart);
-			values[7] = sum_value(&g->fill_sum);
-			values[8] = Int64GetDatum(g->fill_n);
-			values[9] = sum_value(&g->cap_sum);
-			values[10] = Int64GetDatum(g->cap_n);
-			values[11] = Int64GetDatum(g->need_fill);
-			if (rel == NULL)
-			{
-				rel = table_open(maint.agg_bins, RowExclusiveLock);
-				slot = table_slot_create(rel, NULL);
-			}
-			delta_insert(rel, slot, values, isnull, 12);
+			values[k] = PointerGetDatum(g->label[k]);
+			isnull[k] = g->label[k] == NULL;
 		}
-		if (rel)
-		{
-			ExecDropSingleTupleTableSlot(slot);
-			table_close(rel, NoLock);
-			rel = NULL;
-		}
-		for (i = 0; i < d->due.size; i++)
-		{
-			WmGroup    *g = d->due.slots[i];
-			Datum		values[4];
-			bool		isnull[4] = {false};
-
-			if (g == NULL || g->n == 0)
-				continue;
-			values[0] = PointerGetDatum(g->label[0]);
-			values[1] = PointerGetDatum(g->label[1]);
-			isnull[0] = g->label[0] == NULL;
-			isnull[1] = g->label[1] == NULL;
-			values[2] = DateADTGetDatum((DateADT) g->extra);
-			values[3] = Int64GetDatum(g->n);
-			if (rel == NULL)
-			{
-				rel = table_open(maint.agg_due, RowExclusiveLock);
-				slot = table_slot_create(rel, NULL);
-			}
-			delta_insert(rel, slot, values, isnull, 4);
-		}
-		if (rel)
-		{
-			ExecDropSingleTupleTableSlot(slot);
-			table_close(rel, NoLock);
-		}
+		values[3] = Int64GetDatum(g->n);
+		values[4] = Int64GetDatum(g->gps);
+		values[5] = Int64GetDatum(g->sensor);
+		values[6] = Int64GetDatum(g->smart);
+		values[7] = sum_value(&g->fill_sum);
+		values[8] = Int64GetDatum(g->fill_n);
+		values[9] = sum_value(&g->cap_sum);
+		values[10] = Int64GetDatum(g->cap_n);
+		values[11] = Int64GetDatum(g->need_fill);
+		delta_insert(&bins, values, isnull);
 	}
-	else
+	for (i = 0; table == WM_TABLE_BINS && i < d->due.size; i++)
 	{
-		Relation	rel = NULL;
-		TupleTableSlot *slot = NULL;
+		WmGroup    *g = d->due.slots[i];
+		Datum		values[4];
+		bool		isnull[4] = {false};
 
-		for (i = 0; i < d->events.size; i++)
+		if (g == NULL || g->n == 0)
+			continue;
+		for (k = 0; k < 2; k++)
 		{
-			WmGroup    *g = d->events.slots[i];
-			Datum		values[3];
-			bool		isnull[3] = {false};
-
-			if (g == NULL || g->n == 0)
-				continue;
-			values[0] = PointerGetDatum(g->label[0]);
-			isnull[0] = g->label[0] == NULL;
-			values[1] = TimestampTzGetDatum((TimestampTz) g->extra);
-			values[2] = Int64GetDatum(g->n);
-			if (rel == NULL)
-			{
-				rel = table_open(maint.agg_events, RowExclusiveLock);
-				slot = table_slot_create(rel, NULL);
-			}
-			delta_insert(rel, slot, values, isnull, 3);
+			values[k] = PointerGetDatum(g->label[k]);
+			isnull[k] = g->label[k] == NULL;
 		}
-		if (rel)
-		{
-			ExecDropSingleTupleTableSlot(slot);
-			table_close(rel, NoLock);
-		}
+		values[2] = DateADTGetDatum((DateADT) g->extra);
+		values[3] = Int64GetDatum(g->n);
+		delta_insert(&due, values, isnull);
 	}
+	for (i = 0; table == WM_TABLE_SERVICE_EVENTS && i < d->events.size; i++)
+	{
+		WmGroup    *g = d->events.slots[i];
+		Datum		values[3];
+		bool		isnull[3] = {false};
+
+		if (g == NULL || g->n == 0)
+			continue;
+		values[0] = PointerGetDatum(g->label[0]);
+		isnull[0] = g->label[0] == NULL;
+		values[1] = TimestampTzGetDatum((TimestampTz) g->extra);
+		values[2] = Int64GetDatum(g->n);
+		delta_insert(&events, values, isnull);
+	}
+	delta_insert_done(&bins);
+	delta_insert_done(&due);
+	delta_insert_done(&events);
 }
 
 /* Aggregate the statement's transition tables and insert its deltas. */
