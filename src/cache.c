@@ -699,7 +699,7 @@ wm_cache_get(const WmCacheCall *call)
 	rsuffix = tagged_suffix(have_local_gen, local_gen, vsuffix);
 
 	rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, rsuffix,
-						  &version, &value, &value_len);
+						  have_local_gen, &version, &value, &value_len);
 	/* A writing transaction computes for itself only: it leads no flight. */
 	if (rst == WM_REDIS_OK && value == NULL && !writing &&
 		flight_join(&flight, vprefix, &version, rsuffix, call->tables,
@@ -722,7 +722,7 @@ wm_cache_get(const WmCacheCall *call)
 			goto done;
 		}
 		rst = wm_redis_lookup(kind, epoch_key, gen_key, vprefix, rsuffix,
-							  &version, &value, &value_len);
+							  have_local_gen, &version, &value, &value_len);
 	}
 	if (rst != WM_REDIS_OK)
 	{

@@ -89,10 +89,17 @@
  * ARGV[1] value key prefix, ARGV[2] suffix (":s<tag>:<fn>:..."), ARGV[3]
  * the server's identity as seen at connect time.  The value key is not
  * declared: it is in the same hash slot as the counters (hash tag).
- * Returns {epoch, generation, value or false}.
+ * ARGV[4] is the replication id (12 characters) that the connection the
+ * script is sent on read at connect.  Returns {epoch, generation, value or
+ * false}, or 0 when the server's replication id is no longer ARGV[4]: the
+ * server was promoted, or demoted (a replica reports its master's id),
+ * since that connection read it.  The run id cannot change under an open
+ * connection (a restart closes it).
  */
 #define WM_LUA_LOOKUP \
 WM_LUA_CURRENT \
+"local r = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or '-' " \
+"if string.sub(r, 1, 12) ~= ARGV[4] then return 0 end " \
 "local e = current(KEYS[1]) " \
 "local g = current(KEYS[2]) " \
 "return {e, g, redis.call('GET', ARGV[1] .. ':' .. ARGV[3] .. ':e' .. e .. ':g' .. g .. ARGV[2])}"
@@ -137,6 +144,14 @@ static uint64 ctx_target_generation = 0;
  * whether it runs flagged scripts (Redis 7 and later).
  */
 static char server_ident[WM_SERVER_IDENT_LEN];
+
+/*
+ * The replication id (12 hex digits, "-" before Redis 4) read by the
+ * handshake of the connection in use, which the lookup script checks.
+ * Unlike server_ident, a command sent on another node's connection
+ * (command_on_node) sends that node's.
+ */
+static char server_replid[16];
 static bool server_flagged_scripts = false;
 static bool server_cluster = false;	/* cluster_enabled:1 */
 
@@ -518,6 +533,7 @@ handshake(const char **detail)
 			strcmp(dbbuf, "1") == 0;
 		snprintf(server_ident, sizeof(server_ident), "%.12s.%.12s",
 				 runid, replid);
+		snprintf(server_replid, sizeof(server_replid), "%.12s", replid);
 		ok = true;
 	}
 	for (i = 0; i < 4; i++)
@@ -826,6 +842,7 @@ command_on_node(const char *host, int port, bool ask, int argc,
 {
 	redisContext *saved = ctx;
 	char		ident[WM_SERVER_IDENT_LEN];
+	char		replid[sizeof(server_replid)];
 	bool		flagged = server_flagged_scripts;
 	bool		cluster = server_cluster;
 	const char *detail = NULL;
@@ -834,10 +851,14 @@ command_on_node(const char *host, int port, bool ask, int argc,
 	TimestampTz deadline;
 
 	strlcpy(ident, server_ident, sizeof(ident));
+	strlcpy(replid, server_replid, sizeof(replid));
 	ctx = NULL;
 	if (open_connection(host, port, &detail) && handshake(&detail))
 	{
-		/* The keys keep naming the server the call started on. */
+		/*
+		 * The keys keep naming the server the call started on; the lookup
+		 * script checks this node's replication id (server_replid).
+		 */
 		strlcpy(server_ident, ident, sizeof(server_ident));
 		deadline = command_deadline();
 		io_failure = WM_IO_NONE;
@@ -856,6 +877,7 @@ command_on_node(const char *host, int port, bool ask, int argc,
 	drop_connection();
 	ctx = saved;
 	strlcpy(server_ident, ident, sizeof(server_ident));
+	strlcpy(server_replid, replid, sizeof(server_replid));
 	server_flagged_scripts = flagged;
 	server_cluster = cluster;
 	return reply;
@@ -957,12 +979,27 @@ count_trip(WmMetricKind kind, TimestampTz start)
 	wm_metrics_max(kind, WM_COUNTER_REDIS_RTT_MAX_US, us);
 }
 
+/*
+ * Can this target have two masters at once, or a master that is an older
+ * copy of another?  Through Sentinel, and on a Redis Cluster, failovers are
+ * routine, and during one some backends bump one master while others read
+ * another (split brain).  Only the shared-memory tag (preload) keeps an old
+ * value unreachable then: without it, such a target serves no values.
+ */
+static bool unsafe_logged = false;	/* once per process */
+
+static bool
+target_can_fail_over(void)
+{
+	return wm_redis_uses_sentinel() || server_cluster;
+}
+
 WmRedisStatus
 wm_redis_lookup(WmMetricKind kind, const char *epoch_key, const char *gen_key,
-				const char *vprefix, const char *vsuffix,
+				const char *vprefix, const char *vsuffix, bool tagged,
 				WmCacheVersion *version, char **value, size_t *value_len)
 {
-	const char *argv[8];
+	const char *argv[9];
 	redisReply *reply = NULL;
 	WmRedisStatus st;
 	TimestampTz start;
@@ -978,6 +1015,17 @@ wm_redis_lookup(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 		was_open = ctx != NULL;
 		if ((st = ensure_connection()) != WM_REDIS_OK)
 			return st;
+		if (!tagged && target_can_fail_over())
+		{
+			if (!unsafe_logged)
+				ereport(LOG,
+						(errmsg("wm_perf: statistics are not cached on %s",
+								where_text),
+						 errdetail("Without shared_preload_libraries, a Redis target reached through Sentinel or a Redis Cluster serves no cached values: a failover could serve an old one."),
+						 errhint("Add wm_perf to shared_preload_libraries.")));
+			unsafe_logged = true;
+			return WM_REDIS_UNSAFE;
+		}
 		argv[0] = "EVAL";
 		argv[1] = server_flagged_scripts ? lookup_script_flagged : lookup_script;
 		argv[2] = "2";
@@ -986,9 +1034,25 @@ wm_redis_lookup(WmMetricKind kind, const char *epoch_key, const char *gen_key,
 		argv[5] = vprefix;
 		argv[6] = vsuffix;
 		argv[7] = server_ident;
+		argv[8] = server_replid;	/* read at send time: see command_on_node */
 		start = GetCurrentTimestamp();
-		reply = follow_redirect(round_trip(8, argv, NULL), 8, argv, NULL);
+		reply = follow_redirect(round_trip(9, argv, NULL), 9, argv, NULL);
 		count_trip(kind, start);
+		if (reply != NULL && reply->type == REDIS_REPLY_INTEGER)
+		{
+			/*
+			 * The server's replication id changed since this connection
+			 * read it: reconnect (which reads the identity again, through
+			 * Sentinel if configured) and look up once more.
+			 */
+			freeReplyObject(reply);
+			reply = NULL;
+			drop_connection();
+			if (attempt == 0)
+				continue;
+			io_failure = WM_IO_ERROR;
+			break;
+		}
 		if (reply != NULL)
 			break;
 		if (!(was_open && retryable()))

@@ -24,7 +24,9 @@ typedef enum WmRedisStatus
 	WM_REDIS_BACKOFF,			/* a recent failure: not trying now */
 	WM_REDIS_FAILED,			/* connect/command failed, timed out, was
 								 * interrupted, or an unexpected reply */
-	WM_REDIS_INCOMPLETE			/* a scan stopped at its budget; resumable */
+	WM_REDIS_INCOMPLETE,		/* a scan stopped at its budget; resumable */
+	WM_REDIS_UNSAFE				/* no values from this target without
+								 * preload (Sentinel, Cluster) */
 } WmRedisStatus;
 
 /* Room for a SCAN cursor (a 64-bit number in decimal). */
@@ -67,7 +69,7 @@ typedef struct WmCacheVersion
 extern WmRedisStatus wm_redis_lookup(WmMetricKind kind,
 									 const char *epoch_key, const char *gen_key,
 									 const char *vprefix, const char *vsuffix,
-									 WmCacheVersion *version,
+									 bool tagged, WmCacheVersion *version,
 									 char **value, size_t *value_len);
 
 /*

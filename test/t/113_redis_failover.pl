@@ -21,6 +21,10 @@
 #  C. A restart from an older RDB file (redis-server --dbfilename): a new
 #     run id.
 #  D. The detached replica itself, with older counters, as the new target.
+#  E. (Without preload.) A session's connection kept open and idle across A:
+#     the lookup script sees the new replication id and the session
+#     reconnects.
+#  F. (Without preload.) Through Sentinel: no value is served or stored.
 #
 # Each time the reads right after are exact (equal to plain SQL, not V1),
 # and the cache fills again: misses first, then hits.  A and C run twice:
@@ -306,6 +310,87 @@ is($node->safe_psql('app', 'SHOW shared_preload_libraries'), '',
 	'restarted without preload');
 demote_and_repromote('no preload');
 restart_from_old_rdb('no-preload-rdb');
+
+# E. A session whose connection stays open and idle while its server is
+# demoted and promoted again: the connection keeps the identity it read at
+# connect, under which the server holds V1 with the old counters.  The
+# lookup script compares the server's replication id with the one in the
+# key and the session reconnects: a miss, never V1.
+{
+	my $label = 'no preload, idle connection across a re-promotion';
+	ok(wait_replicated($y_port, $x_port), "$label: X replicates Y");
+	my $s = $node->background_psql('app', on_error_stop => 1);
+	my $read = "SELECT r::text || '|' || (r - 'computedAt')::text || '|' || plain_route_stats()::text
+		   FROM (SELECT wm_route_statistics() AS r) s;";
+	$s->query_safe('SET wm_perf.local_cache_size = 0');
+	my ($v1, $v1_exact, $v1_plain) = split /\|/, $s->query_safe($read);
+	is($v1_exact, $v1_plain, "$label: the first read is exact");
+	my ($v1b) = split /\|/, $s->query_safe($read);
+	is($v1b, $v1, "$label: the second read is a hit, on the session's open connection");
+	my $old_key = (current_value($y_port))[1];
+	ok(wait_replicated($y_port, $x_port), "$label: X has the value and counters");
+	my $gen = redis_cli($y_port, 'GET', $gen_key);
+
+	redis_cli($x_port, 'REPLICAOF', 'NO', 'ONE');
+	foreach (1 .. 3)
+	{
+		commit_change();
+		call_and_plain();
+	}
+	cmp_ok(redis_cli($y_port, 'GET', $gen_key), '>', $gen,
+		"$label: Y acknowledged the bumps");
+	redis_cli($y_port, 'REPLICAOF', '127.0.0.1', $x_port);
+	ok(wait_replicated($x_port, $y_port), "$label: Y resynchronised from X");
+	redis_cli($y_port, 'REPLICAOF', 'NO', 'ONE');
+	is(redis_cli($y_port, 'GET', $gen_key), $gen, "$label: Y is back at the old generation");
+	isnt(redis_cli($y_port, 'GET', $old_key), '',
+		"$label: Y holds V1 under the key the idle session would look up");
+
+	$s->query_safe('SELECT wm_perf_metrics_reset()');
+	my ($r1, $r1_exact, $r1_plain) = split /\|/, $s->query_safe($read);
+	is($r1_exact, $r1_plain, "$label: the read after the re-promotion is exact");
+	isnt($r1, $v1, "$label: and is not V1");
+	my ($r2) = split /\|/, $s->query_safe($read);
+	is($r2, $r1, "$label: the next read hits the new value");
+	is($s->query_safe("SELECT cache_hits || '|' || cache_misses || '|' || redis_errors
+		  FROM wm_perf_metrics WHERE function_name = 'wm_route_statistics'"),
+		'1|1|0', "$label: one miss (after a reconnect, not an error), then one hit");
+	$s->quit;
+	redis_cli($x_port, 'REPLICAOF', '127.0.0.1', $y_port);
+}
+
+# F. Through Sentinel, without preload, no value is served or stored: only
+# the tag keeps an old value unreachable in a split brain.
+{
+	my $label = 'no preload, Sentinel';
+	my ($sp_pid, $sp_port) = start_sentinel(monitor => [ 'wmmaster', $y_port ],
+		down_after => 60000);
+	$node->safe_psql('postgres', qq{
+		LOAD 'wm_perf';
+		ALTER SYSTEM SET wm_perf.redis_sentinels = '127.0.0.1:$sp_port';
+		ALTER SYSTEM SET wm_perf.redis_sentinel_master = 'wmmaster'});
+	$node->reload;
+	ok(wait_until(sub { $node->safe_psql('app', 'SHOW wm_perf.redis_sentinel_master') eq 'wmmaster' }),
+		"$label: the setting is in");
+	commit_change();
+	my @out = split /\n/, $node->safe_psql('app', qq{
+SELECT wm_perf_metrics_reset();
+SELECT ((r - 'computedAt') = plain_route_stats())::text FROM (SELECT wm_route_statistics() AS r) s;
+SELECT ((r - 'computedAt') = plain_route_stats())::text FROM (SELECT wm_route_statistics() AS r) s;
+SELECT cache_hits || '|' || cache_misses || '|' || cache_bypasses || '|' || redis_errors
+  FROM wm_perf_metrics WHERE function_name = 'wm_route_statistics';
+});
+	@out = grep { $_ ne '' } @out;
+	is_deeply(\@out, [ 'true', 'true', '0|0|2|0' ],
+		"$label: both reads exact, both bypass the cache (no hit, no miss, no error)");
+	is((current_value($y_port))[0], '', "$label: nothing was stored under the current counters");
+	$node->safe_psql('postgres', q{
+		LOAD 'wm_perf';
+		ALTER SYSTEM RESET wm_perf.redis_sentinels;
+		ALTER SYSTEM RESET wm_perf.redis_sentinel_master});
+	$node->reload;
+	stop_redis($sp_pid);
+}
 
 $node->stop;
 stop_redis($x_pid);

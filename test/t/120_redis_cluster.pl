@@ -245,6 +245,22 @@ is($v12, $v11, 'after the migration: -MOVED to B followed, the second read a hit
 is($m6, '1|1|0', 'after the migration: a miss (keys name B now), then a hit');
 
 # ---------------------------------------------------------------------------
+# 2b. Without preload, a cluster serves and stores no value (a failover can
+# leave two masters of the slot for a while; only the tag makes that safe).
+# ---------------------------------------------------------------------------
+$node->append_conf('postgresql.conf', "shared_preload_libraries = ''\n");
+$node->restart;
+toggle();
+my ($enp1, undef, $enp2, undef, $mnp) = two_reads();
+is("$enp1 $enp2", "t t", "no preload: exact");
+is($mnp, '0|0|2', 'no preload: both calls bypass the cache (no hit, no miss)');
+like(slurp_file($node->logfile),
+	qr/statistics are not cached on .*\n.*DETAIL:  Without shared_preload_libraries, a Redis target reached through Sentinel or a Redis Cluster serves no cached values/,
+	'and the server log says why');
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'wm_perf'\n");
+$node->restart;
+
+# ---------------------------------------------------------------------------
 # 3. Glob rules are refused.
 # ---------------------------------------------------------------------------
 $node->safe_psql('app',
