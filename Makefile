@@ -47,7 +47,7 @@ endif
 PG_CFLAGS += $(WM_EXTRA_CFLAGS)
 
 # pg_regress does not CASCADE: load the requirements explicitly.
-REGRESS = setup attach stats spatial plans invalidation hardening ddl maintained guc errors privileges advice advice_missing health
+REGRESS = setup attach stats spatial plans invalidation hardening ddl maintained maintained_partitions guc errors privileges advice advice_missing health
 REGRESS_OPTS = --load-extension=postgis --load-extension=btree_gist --load-extension=wm_perf
 # The same server restarted without Redis and without shared_preload_libraries.
 REGRESS_NO_REDIS = setup attach no_redis spatial plans errors advice_missing

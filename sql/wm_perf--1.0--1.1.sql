@@ -604,7 +604,7 @@ CREATE EVENT TRIGGER wm_perf_ddl_command_end ON ddl_command_end
 	WHEN TAG IN ('ALTER TABLE', 'ALTER TYPE', 'CREATE TABLE')
 	EXECUTE FUNCTION @extschema@._wm_ddl_changed();
 CREATE EVENT TRIGGER wm_perf_sql_drop ON sql_drop
-	WHEN TAG IN ('ALTER TABLE', 'DROP TABLE', 'DROP TYPE', 'DROP SCHEMA', 'DROP OWNED')
+	WHEN TAG IN ('ALTER TABLE', 'DROP TABLE', 'DROP TRIGGER', 'DROP TYPE', 'DROP SCHEMA', 'DROP OWNED')
 	EXECUTE FUNCTION @extschema@._wm_ddl_changed();
 ALTER EVENT TRIGGER wm_perf_ddl_command_end ENABLE ALWAYS;
 ALTER EVENT TRIGGER wm_perf_sql_drop ENABLE ALWAYS;

@@ -24,6 +24,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
 #include "executor/spi.h"
@@ -239,6 +240,83 @@ qualified_relname(Oid relid)
 }
 
 /*
+ * The partitions and inheritance children of relid that hold rows (plain
+ * and partitioned tables; a foreign table cannot have transition tables),
+ * connected to SPI.
+ */
+static List *
+row_descendants(Oid relid)
+{
+	List	   *out = NIL;
+	uint64		i;
+	int			rc;
+	char	   *sql = psprintf("WITH RECURSIVE d(relid) AS ("
+							   " SELECT i.inhrelid FROM pg_catalog.pg_inherits i"
+							   "  WHERE i.inhparent OPERATOR(pg_catalog.=) %u"
+							   " UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i"
+							   "  JOIN d ON i.inhparent OPERATOR(pg_catalog.=) d.relid)"
+							   " SELECT d.relid FROM d JOIN pg_catalog.pg_class c"
+							   "  ON c.oid OPERATOR(pg_catalog.=) d.relid"
+							   " WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog.\"char\"[])",
+							   relid);
+
+	rc = SPI_execute(sql, false, 0);
+	wm_spi_check(rc, SPI_OK_SELECT, "listing partitions and children");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		out = lappend_oid(out, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															  SPI_tuptable->tupdesc, 1, &isnull)));
+	}
+	return out;
+}
+
+static char *
+maintain_trigger_name(const WmMaintainDef *m)
+{
+	return psprintf("wm_perf_maintain_%s_%s", wm_table_role_name(m->table), m->suffix);
+}
+
+/*
+ * The maintenance triggers of 'table' missing on relid (the attached table,
+ * or for bins and service_events a partition or child of it: a statement
+ * naming it fires its own statement triggers, not its parent's).  Connected
+ * to SPI, running_ddl set.  One line per trigger created into lines (may be
+ * NULL).
+ */
+static void
+create_maintain_triggers(Oid relid, WmTable table, List **lines)
+{
+	char	   *tname = qualified_relname(relid);
+	int			d;
+	int			rc;
+
+	for (d = 0; d < (int) lengthof(maintain_defs); d++)
+	{
+		const WmMaintainDef *m = &maintain_defs[d];
+		char	   *name;
+		char	   *sql;
+
+		if (m->table != table)
+			continue;
+		name = maintain_trigger_name(m);
+		if (has_trigger(relid, name))
+			continue;
+		sql = psprintf("CREATE TRIGGER %s %s EXECUTE FUNCTION %s._wm_maintain()",
+					   quote_identifier(name), psprintf(m->definition, tname),
+					   wm_extension_schema());
+		rc = SPI_execute(sql, false, 0);
+		wm_spi_check(rc, SPI_OK_UTILITY, "creating a maintenance trigger");
+		rc = SPI_execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", tname,
+								  quote_identifier(name)), false, 0);
+		wm_spi_check(rc, SPI_OK_UTILITY, "enabling a maintenance trigger");
+		if (lines)
+			*lines = lappend(*lines, psprintf("trigger %s on %s: created", name, tname));
+	}
+}
+
+/*
  * _wm_maintain_triggers(bins, customers, service_events) RETURNS SETOF
  * text: the maintenance triggers on exactly these tables (NULL: none), one
  * line per trigger dropped or created.  Used by wm_perf_attach().
@@ -273,6 +351,16 @@ wm_maintain_triggers(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		SPITupleTable *old;
+		List	   *desc[WM_TABLE_COUNT] = {0};
+		static const WmTable order[] = {
+			WM_TABLE_BINS, WM_TABLE_SERVICE_EVENTS, WM_TABLE_CUSTOMERS
+		};
+
+		/* Partitions and children of bins and service_events get them too. */
+		if (OidIsValid(target[WM_TABLE_BINS]))
+			desc[WM_TABLE_BINS] = row_descendants(target[WM_TABLE_BINS]);
+		if (OidIsValid(target[WM_TABLE_SERVICE_EVENTS]))
+			desc[WM_TABLE_SERVICE_EVENTS] = row_descendants(target[WM_TABLE_SERVICE_EVENTS]);
 
 		/* Drop those on other tables, or of another role. */
 		sql = psprintf("SELECT tgrelid, tgname::pg_catalog.text FROM pg_catalog.pg_trigger"
@@ -294,9 +382,9 @@ wm_maintain_triggers(PG_FUNCTION_ARGS)
 			{
 				const WmMaintainDef *m = &maintain_defs[d];
 
-				if (target[m->table] == relid &&
-					strcmp(name, psprintf("wm_perf_maintain_%s_%s",
-										  wm_table_role_name(m->table), m->suffix)) == 0)
+				if ((target[m->table] == relid ||
+					 list_member_oid(desc[m->table], relid)) &&
+					strcmp(name, maintain_trigger_name(m)) == 0)
 					keep = true;
 			}
 			if (keep)
@@ -307,28 +395,16 @@ wm_maintain_triggers(PG_FUNCTION_ARGS)
 			lines = lappend(lines, psprintf("trigger %s on %s: dropped", name, qualified_relname(relid)));
 		}
 
-		for (d = 0; d < (int) lengthof(maintain_defs); d++)
+		for (d = 0; d < (int) lengthof(order); d++)
 		{
-			const WmMaintainDef *m = &maintain_defs[d];
-			Oid			relid = target[m->table];
-			char	   *name;
-			char	   *table;
+			WmTable		t = order[d];
+			ListCell   *dc;
 
-			if (!OidIsValid(relid))
+			if (!OidIsValid(target[t]))
 				continue;
-			name = psprintf("wm_perf_maintain_%s_%s", wm_table_role_name(m->table), m->suffix);
-			table = qualified_relname(relid);
-			if (has_trigger(relid, name))
-				continue;
-			sql = psprintf("CREATE TRIGGER %s %s EXECUTE FUNCTION %s._wm_maintain()",
-						   quote_identifier(name), psprintf(m->definition, table),
-						   wm_extension_schema());
-			rc = SPI_execute(sql, false, 0);
-			wm_spi_check(rc, SPI_OK_UTILITY, "creating a maintenance trigger");
-			rc = SPI_execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", table,
-									  quote_identifier(name)), false, 0);
-			wm_spi_check(rc, SPI_OK_UTILITY, "enabling a maintenance trigger");
-			lines = lappend(lines, psprintf("trigger %s on %s: created", name, table));
+			create_maintain_triggers(target[t], t, &lines);
+			foreach(dc, desc[t])
+				create_maintain_triggers(lfirst_oid(dc), t, &lines);
 		}
 	}
 	PG_FINALLY();
@@ -361,9 +437,12 @@ role_of_trigger_name(const char *name)
 {
 	int			t;
 
-	if (strncmp(name, WM_TRIGGER_PREFIX, strlen(WM_TRIGGER_PREFIX)) != 0)
+	if (strncmp(name, WM_TRIGGER_PREFIX, strlen(WM_TRIGGER_PREFIX)) == 0)
+		name += strlen(WM_TRIGGER_PREFIX);
+	else if (strncmp(name, "wm_perf_maintain_", strlen("wm_perf_maintain_")) == 0)
+		name += strlen("wm_perf_maintain_");
+	else
 		return -1;
-	name += strlen(WM_TRIGGER_PREFIX);
 	for (t = 0; t < WM_TABLE_ORGANIZATIONS; t++)
 	{
 		const char *role = wm_table_role_name((WmTable) t);
@@ -414,6 +493,32 @@ uses_type(WmTable t, Oid typid)
 	return SPI_processed > 0;
 }
 
+/* Are bins or service_events (attached as relid) maintained? */
+static bool
+maintained_role(Oid relid, WmTable t)
+{
+	return (t == WM_TABLE_BINS || t == WM_TABLE_SERVICE_EVENTS) &&
+		has_trigger(relid, psprintf("wm_perf_maintain_%s_ins", wm_table_role_name(t)));
+}
+
+/* create_maintain_triggers() from the event trigger. */
+static pg_noinline void
+maintain_new_descendant(Oid relid, WmTable t)
+{
+	bool		saved = running_ddl;
+
+	running_ddl = true;
+	PG_TRY();
+	{
+		create_maintain_triggers(relid, t, NULL);
+	}
+	PG_FINALLY();
+	{
+		running_ddl = saved;
+	}
+	PG_END_TRY();
+}
+
 /* A relation a command created or altered: which roles it concerns. */
 static int
 relation_changed(Oid relid)
@@ -428,12 +533,36 @@ relation_changed(Oid relid)
 		if (!OidIsValid(attached))
 			continue;
 		if (relid == attached)
+		{
 			mask |= 1 << t;
+
+			/*
+			 * ATTACH PARTITION and a child's INHERIT report the parent (or
+			 * the child) only: every partition and child of the attached
+			 * table gets what it lacks.
+			 */
+			if (has_subclass(relid))
+			{
+				ListCell   *lc;
+
+				foreach(lc, row_descendants(relid))
+				{
+					ensure_triggers(lfirst_oid(lc), wm_table_role_name((WmTable) t), NULL);
+					if (maintained_role(attached, (WmTable) t))
+						maintain_new_descendant(lfirst_oid(lc), (WmTable) t);
+				}
+			}
+		}
 		else if (wm_relation_descends_from(relid, attached))
 		{
 			/* A new partition or child: give it the statement triggers. */
 			mask |= 1 << t;
 			ensure_triggers(relid, wm_table_role_name((WmTable) t), NULL);
+			/* And the maintenance triggers, if its table has them. */
+			if (maintained_role(attached, (WmTable) t) &&
+				(get_rel_relkind(relid) == RELKIND_RELATION ||
+				 get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE))
+				maintain_new_descendant(relid, (WmTable) t);
 		}
 	}
 	return mask;

@@ -55,9 +55,14 @@
  * through the created_at index.  So any TimeZone, midnight and DST change
  * is exact.
  *
+ * Partitions and inheritance children of bins and service_events carry the
+ * same statement triggers (a statement naming one fires only its own; one
+ * naming the parent sees their rows in its transition tables), and the
+ * state is built only while all of them do (triggers_complete()).
+ *
  * When the state is not used (the call computes as before): a customer
  * argument (the indexes answer that in milliseconds), partitions or
- * inheritance children on one of the three tables, created_at not
+ * inheritance children of customers, created_at not
  * timestamptz or ids not uuid (no maintenance triggers were made), a state
  * not built for the attached tables (wm_agg_state), RLS enabled for the
  * caller, or no SELECT privilege (then the full computation raises the
@@ -499,6 +504,67 @@ fold_locked(WmTable table)
 }
 
 /*
+ * The three tables and their partitions and inheritance children, each as
+ * "root:oid:relkind:relfilenode:maintenance triggers enabled ALWAYS".  The
+ * relations the writers' triggers must cover, in a query of columns root,
+ * relid, relkind, relfilenode, triggers.
+ */
+static char *
+covered_sql(void)
+{
+	return psprintf("WITH RECURSIVE d(root, relid) AS ("
+					" SELECT c.oid, c.oid FROM pg_catalog.pg_class c WHERE c.oid IN (%u, %u, %u)"
+					" UNION SELECT d.root, i.inhrelid FROM pg_catalog.pg_inherits i"
+					"  JOIN d ON i.inhparent = d.relid)"
+					" SELECT d.root, c.oid AS relid, c.relkind, c.relfilenode,"
+					"  (SELECT pg_catalog.count(*) FROM pg_catalog.pg_trigger g"
+					"   WHERE g.tgrelid = c.oid AND g.tgenabled = 'A'"
+					"   AND g.tgfoid = '%s._wm_maintain()'::pg_catalog.regprocedure) AS triggers"
+					" FROM d JOIN pg_catalog.pg_class c ON c.oid = d.relid",
+					wm_table_oid(WM_TABLE_BINS), wm_table_oid(WM_TABLE_CUSTOMERS),
+					wm_table_oid(WM_TABLE_SERVICE_EVENTS), maint.schema);
+}
+
+/*
+ * Part of the signature: creating, attaching, detaching, dropping or
+ * rewriting a partition or child, or dropping or disabling a maintenance
+ * trigger (ALTER TABLE ... DISABLE TRIGGER), drops the state.
+ */
+static char *
+covered_signature_sql(void)
+{
+	return psprintf("SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', x.root, x.relid,"
+					" x.relkind, x.relfilenode, x.triggers), ',' ORDER BY x.root, x.relid)"
+					" FROM (%s) x", covered_sql());
+}
+
+/*
+ * Can the state be kept for the tables as they are now?  Each of the three
+ * tables has its four maintenance triggers enabled ALWAYS, and so does
+ * every partition or child of bins and service_events (a statement naming
+ * one fires only its own statement triggers), each a plain or partitioned
+ * table; customers has none (its row triggers are not made on them).
+ * Connected to SPI.
+ */
+static bool
+triggers_complete(void)
+{
+	bool		isnull;
+	Datum		ok;
+	int			rc;
+	char	   *sql;
+
+	sql = psprintf("SELECT pg_catalog.bool_and(x.triggers = 4 AND x.relkind IN ('r', 'p')"
+				   " AND (x.root = x.relid OR x.root <> %u)) FROM (%s) x",
+				   wm_table_oid(WM_TABLE_CUSTOMERS), covered_sql());
+	rc = exec_latest(sql, 0, NULL, NULL);
+	wm_spi_check(rc, SPI_OK_SELECT, "checking the maintenance triggers");
+	ok = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	pfree(sql);
+	return !isnull && DatumGetBool(ok);
+}
+
+/*
  * What the maintained state depends on besides the rows: the columns the
  * statistics read (name and type), the labels of their enum types, and the
  * tables' storage (a rewrite: ALTER COLUMN ... TYPE ... USING).  DDL that
@@ -508,7 +574,7 @@ fold_locked(WmTable table)
 static char *
 signature_sql(void)
 {
-	return psprintf("SELECT pg_catalog.concat_ws('|',"
+	return psprintf("SELECT pg_catalog.concat_ws('|', (%s),"
 					" (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', c.oid, c.relfilenode), ','"
 					"   ORDER BY c.oid) FROM pg_catalog.pg_class c WHERE c.oid IN (%u, %u, %u)),"
 					" (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', a.attrelid, a.attname, a.atttypid), ','"
@@ -521,6 +587,7 @@ signature_sql(void)
 					"   ORDER BY e.enumtypid, e.enumsortorder) FROM pg_catalog.pg_enum e"
 					"   WHERE e.enumtypid IN (SELECT a.atttypid FROM pg_catalog.pg_attribute a"
 					"    WHERE a.attrelid IN (%u, %u, %u) AND a.attnum > 0)))",
+					covered_signature_sql(),
 					wm_table_oid(WM_TABLE_BINS), wm_table_oid(WM_TABLE_CUSTOMERS),
 					wm_table_oid(WM_TABLE_SERVICE_EVENTS),
 					wm_table_oid(WM_TABLE_BINS), wm_table_oid(WM_TABLE_CUSTOMERS),
@@ -545,7 +612,7 @@ rebuild_locked(void)
 	int			rc;
 
 	initStringInfo(&sql);
-	if (!maint.eligible)
+	if (!maint.eligible || !triggers_complete())
 	{
 		appendStringInfo(&sql,
 						 "WITH a AS (DELETE FROM %s.wm_agg_bins), b AS (DELETE FROM %s.wm_agg_bins_due),"
@@ -1661,12 +1728,23 @@ maintain_customer(TriggerData *td)
 
 /* TRUNCATE: what the truncated table fed is gone. */
 static void
-maintain_truncate(WmTable table)
+maintain_truncate(WmTable table, Oid relid)
 {
 	const char *s = maint.schema;
 	char	   *sql;
 
 	advisory_lock();
+
+	/*
+	 * A partition or child truncated, or a table that has some (TRUNCATE
+	 * ONLY leaves a child's rows): what is left is counted again, in this
+	 * transaction.
+	 */
+	if (relid != wm_table_oid(table) || has_subclass(relid))
+	{
+		rebuild_locked();
+		return;
+	}
 	if (table == WM_TABLE_BINS)
 		sql = psprintf("WITH a AS (DELETE FROM %s.wm_agg_bins) DELETE FROM %s.wm_agg_bins_due", s, s);
 	else if (table == WM_TABLE_SERVICE_EVENTS)
@@ -1712,6 +1790,14 @@ wm_maintain(PG_FUNCTION_ARGS)
 		table = WM_TABLE_SERVICE_EVENTS;
 	else if (relid == wm_table_oid(WM_TABLE_CUSTOMERS))
 		table = WM_TABLE_CUSTOMERS;
+	else if (!TRIGGER_FIRED_FOR_ROW(td->tg_event) &&
+			 OidIsValid(wm_table_oid(WM_TABLE_BINS)) &&
+			 wm_relation_descends_from(relid, wm_table_oid(WM_TABLE_BINS)))
+		table = WM_TABLE_BINS;	/* a statement naming a partition or child */
+	else if (!TRIGGER_FIRED_FOR_ROW(td->tg_event) &&
+			 OidIsValid(wm_table_oid(WM_TABLE_SERVICE_EVENTS)) &&
+			 wm_relation_descends_from(relid, wm_table_oid(WM_TABLE_SERVICE_EVENTS)))
+		table = WM_TABLE_SERVICE_EVENTS;
 	else
 		return PointerGetDatum(result);
 	if (table != WM_TABLE_CUSTOMERS && !TRIGGER_FIRED_FOR_ROW(td->tg_event))
@@ -1723,7 +1809,7 @@ wm_maintain(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
 	as_owner_begin(&s);
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
-		maintain_truncate(table);
+		maintain_truncate(table, relid);
 	else if (table == WM_TABLE_CUSTOMERS)
 	{
 		if (!TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
@@ -1805,9 +1891,14 @@ wm_maintained_bin_plans(SPIPlanPtr *plan, SPIPlanPtr *eplan)
 	{
 		Oid			relid = wm_table_oid(tables[i]);
 
+		/*
+		 * Partitions and children of bins and service_events are maintained
+		 * (their own statement triggers; the state is only built while
+		 * every one has them, see rebuild_locked), customers' are not.
+		 */
 		if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK ||
 			check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED ||
-			has_subclass(relid))
+			(tables[i] == WM_TABLE_CUSTOMERS && has_subclass(relid)))
 			return false;
 	}
 	/*

@@ -462,7 +462,9 @@ wm_invalidate_cache(PG_FUNCTION_ARGS)
 		wm_xact_touch_scope(scope);
 		/* Its delta is recorded by the AFTER statement trigger (maintain.c). */
 		if ((table == WM_TABLE_BINS || table == WM_TABLE_SERVICE_EVENTS) &&
-			RelationGetRelid(trigdata->tg_relation) == wm_table_oid(table))
+			(RelationGetRelid(trigdata->tg_relation) == wm_table_oid(table) ||
+			 trigdata->tg_relation->rd_rel->relkind == RELKIND_RELATION ||
+			 trigdata->tg_relation->rd_rel->relkind == RELKIND_PARTITIONED_TABLE))
 			wm_maintained_statement_begins();
 		return PointerGetDatum(NULL);
 	}
