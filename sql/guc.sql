@@ -46,11 +46,14 @@ SELECT regress_error('SHOW wm_perf.redis_host');
 SELECT regress_error('SHOW wm_perf.redis_password');
 SELECT regress_error('SHOW wm_perf.redis_sentinels');
 SELECT regress_error('SHOW wm_perf.redis_sentinel_master');
+SELECT regress_error('SHOW wm_perf.redis_sentinel_user');
+SELECT regress_error('SHOW wm_perf.redis_sentinel_password_file');
 SELECT regress_error($$SELECT current_setting('wm_perf.redis_password')$$);
 SELECT count(*) AS visible_secret_settings FROM pg_settings
  WHERE name IN ('wm_perf.redis_host', 'wm_perf.redis_port', 'wm_perf.redis_password',
 				'wm_perf.redis_password_file', 'wm_perf.redis_user', 'wm_perf.redis_database',
-				'wm_perf.redis_sentinels', 'wm_perf.redis_sentinel_master');
+				'wm_perf.redis_sentinels', 'wm_perf.redis_sentinel_master',
+				'wm_perf.redis_sentinel_user', 'wm_perf.redis_sentinel_password_file');
 SELECT regress_error($$SET wm_perf.redis_host = '127.0.0.1'$$);
 SELECT regress_error('SET wm_perf.cache_ttl = 5');
 SELECT regress_error('SET wm_perf.redis_command_timeout = 5000');

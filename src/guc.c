@@ -54,6 +54,8 @@ static char *min_lsn_string = NULL;
 
 char	   *wm_guc_redis_sentinels = NULL;
 char	   *wm_guc_redis_sentinel_master = NULL;
+char	   *wm_guc_redis_sentinel_user = NULL;
+char	   *wm_guc_redis_sentinel_password_file = NULL;
 
 /* Bumped whenever a setting that identifies the Redis target changes. */
 uint64		wm_guc_redis_target_generation = 0;
@@ -426,6 +428,31 @@ wm_guc_init(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   check_sentinel_master, assign_redis_target_string, NULL);
+
+	/*
+	 * Credentials for sentinels that require AUTH, shaped like
+	 * redis_user/redis_password_file: the secret is a file read when a
+	 * connection is opened, never a setting.  They choose no data (not in
+	 * wm_redis_target_signature()), but a change reconnects, so that it takes
+	 * effect at once rather than at the next failure.
+	 */
+	DefineCustomStringVariable("wm_perf.redis_sentinel_user",
+							   gettext_noop("Sets the ACL user name sent with AUTH to the sentinels."),
+							   gettext_noop("Used only with wm_perf.redis_sentinel_password_file; empty means the default user."),
+							   &wm_guc_redis_sentinel_user,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, assign_redis_target_string, NULL);
+
+	DefineCustomStringVariable("wm_perf.redis_sentinel_password_file",
+							   gettext_noop("Sets a file whose first line is the password sent with AUTH to the sentinels."),
+							   gettext_noop("The file is read when a connection is opened; empty sends no AUTH to the sentinels."),
+							   &wm_guc_redis_sentinel_password_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, assign_redis_target_string, NULL);
 
 	DefineCustomStringVariable("wm_perf.redis_password",
 							   gettext_noop("Sets the password sent with AUTH to Redis."),

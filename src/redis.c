@@ -25,10 +25,11 @@
  * script's shebang makes a replica refuse it), and its identity, "<run
  * id>.<replication id>", goes into the value keys.  With
  * wm_perf.redis_sentinels the master is asked of the sentinels at every
- * new connection, never remembered.  On a Redis Cluster, -MOVED and -ASK
- * are followed (at most one of each per command), -TRYAGAIN and
- * -CLUSTERDOWN are misses without back-off, and pattern deletion is
- * refused (SCAN sees one node).
+ * new connection, never remembered (after AUTH to each sentinel when
+ * wm_perf.redis_sentinel_password_file names a password).  On a Redis
+ * Cluster, -MOVED and -ASK are followed (at most one of each per command),
+ * -TRYAGAIN and -CLUSTERDOWN are misses without back-off, and pattern
+ * deletion is refused (SCAN sees one node).
  *
  * Nothing here raises an ERROR.  wm_redis_deliver and
  * wm_redis_unlink_matching run after commit: they use hiredis (malloc) and
@@ -368,22 +369,20 @@ command(int argc, const char **argv, const size_t *argvlen)
 	return reply;
 }
 
-/* Read the password: the setting, else the first line of the file. */
+/*
+ * The first line of a password file, without its line end, into buf (''
+ * for an empty path).  False if the file cannot be opened.
+ */
 static bool
-read_password(char *buf, size_t size)
+read_password_file(const char *path, char *buf, size_t size)
 {
 	FILE	   *f;
 	size_t		len;
 
 	buf[0] = '\0';
-	if (wm_guc_redis_password && wm_guc_redis_password[0] != '\0')
-	{
-		strlcpy(buf, wm_guc_redis_password, size);
+	if (path == NULL || path[0] == '\0')
 		return true;
-	}
-	if (wm_guc_redis_password_file == NULL || wm_guc_redis_password_file[0] == '\0')
-		return true;
-	f = fopen(wm_guc_redis_password_file, "r");
+	f = fopen(path, "r");
 	if (f == NULL)
 		return false;
 	if (fgets(buf, (int) size, f) == NULL)
@@ -393,6 +392,19 @@ read_password(char *buf, size_t size)
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
 		buf[--len] = '\0';
 	return true;
+}
+
+/* Read the password: the setting, else the first line of the file. */
+static bool
+read_password(char *buf, size_t size)
+{
+	buf[0] = '\0';
+	if (wm_guc_redis_password && wm_guc_redis_password[0] != '\0')
+	{
+		strlcpy(buf, wm_guc_redis_password, size);
+		return true;
+	}
+	return read_password_file(wm_guc_redis_password_file, buf, size);
 }
 
 /* The value of "field:" in an INFO reply, up to max characters. */
@@ -644,52 +656,140 @@ keep_detail(const char **detail)
 }
 
 /*
- * Ask one sentinel for the master's address: SENTINEL
+ * The first word of an error reply ("NOAUTH", "WRONGPASS", "IDONTKNOW"),
+ * letters, digits and '_' only, into buf.  The rest of the text is not
+ * shown: a server's message is no place for wm_perf to echo secrets from.
+ */
+static const char *
+error_code(const redisReply *reply, char *buf, size_t size)
+{
+	size_t		n = 0;
+
+	while (n + 1 < size && reply->str != NULL &&
+		   ((reply->str[n] >= 'A' && reply->str[n] <= 'Z') ||
+			(reply->str[n] >= 'a' && reply->str[n] <= 'z') ||
+			(reply->str[n] >= '0' && reply->str[n] <= '9') ||
+			reply->str[n] == '_'))
+	{
+		buf[n] = reply->str[n];
+		n++;
+	}
+	buf[n] = '\0';
+	return n > 0 ? buf : "?";
+}
+
+/*
+ * AUTH [wm_perf.redis_sentinel_user] <password> on a sentinel's connection,
+ * the password read from wm_perf.redis_sentinel_password_file by the
+ * caller (non-empty).  The caller clears the password.  False, with
+ * *detail, for no answer or an error reply (-WRONGPASS, or -ERR from a
+ * sentinel that has no password).
+ */
+static bool
+auth_sentinel(const char *password, char *why, size_t whysize,
+			  const char **detail)
+{
+	const char *argv[3];
+	int			argc = 0;
+	redisReply *reply;
+	char		code[32];
+
+	argv[argc++] = "AUTH";
+	if (wm_guc_redis_sentinel_user && wm_guc_redis_sentinel_user[0] != '\0')
+		argv[argc++] = wm_guc_redis_sentinel_user;
+	argv[argc++] = password;
+	reply = round_trip(argc, argv, NULL);
+	if (reply == NULL)
+	{
+		*detail = io_failure_text();
+		return false;
+	}
+	if (reply->type == REDIS_REPLY_ERROR)
+	{
+		snprintf(why, whysize,
+				 "a sentinel refused the credentials of wm_perf.redis_sentinel_password_file (%s)",
+				 error_code(reply, code, sizeof(code)));
+		*detail = why;
+		freeReplyObject(reply);
+		return false;
+	}
+	freeReplyObject(reply);
+	return true;
+}
+
+/*
+ * Ask one sentinel for the master's address: AUTH when
+ * wm_perf.redis_sentinel_password_file gives a password, then SENTINEL
  * get-master-addr-by-name, on a connection of its own that is closed
- * before returning.  False for no answer, a null reply (unknown name), an
- * error reply (-IDONTKNOW: the sentinel has not seen the master since a
- * failover) or an address that is not an IP literal.
+ * before returning.  False for no answer, a refused AUTH, an error reply
+ * (-NOAUTH: the sentinel wants a password; -IDONTKNOW: it has not seen the
+ * master since a failover), a null reply (unknown name) or an address that
+ * is not an IP literal (a sentinel with resolve-hostnames: no DNS here).
  */
 static bool
 ask_sentinel(const WmHostPort *sentinel, char *host, size_t hostsize,
 			 int *port, const char **detail)
 {
 	const char *argv[3];
-	redisReply *reply;
+	redisReply *reply = NULL;
 	unsigned char buf[sizeof(struct in6_addr)];
+	char		password[WM_REDIS_MAX_PASSWORD];
+	char		why[160];
+	char		code[32];
+	bool		authenticated;
 	bool		ok = false;
 
+	if (!read_password_file(wm_guc_redis_sentinel_password_file, password,
+							sizeof(password)))
+	{
+		*detail = "cannot read wm_perf.redis_sentinel_password_file";
+		return false;
+	}
 	if (!open_connection(sentinel->host, sentinel->port, detail))
 	{
+		explicit_bzero(password, sizeof(password));
 		keep_detail(detail);
 		drop_connection();
 		return false;
 	}
-	argv[0] = "SENTINEL";
-	argv[1] = "get-master-addr-by-name";
-	argv[2] = wm_guc_redis_sentinel_master;
-	reply = round_trip(3, argv, NULL);
-	if (reply == NULL)
-		*detail = io_failure_text();
-	else if (reply->type == REDIS_REPLY_ERROR)
-		*detail = "a sentinel replied with an error";
-	else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-			 reply->element[0]->type != REDIS_REPLY_STRING ||
-			 reply->element[1]->type != REDIS_REPLY_STRING)
-		*detail = "a sentinel does not know the master name";
-	else if (reply->element[0]->len >= hostsize ||
-			 (inet_pton(AF_INET, reply->element[0]->str, buf) != 1 &&
-			  inet_pton(AF_INET6, reply->element[0]->str, buf) != 1))
-		*detail = "a sentinel named the master by a host name";
-	else
+	authenticated = password[0] == '\0' ||
+		auth_sentinel(password, why, sizeof(why), detail);
+	explicit_bzero(password, sizeof(password));
+	if (authenticated)
 	{
-		*port = atoi(reply->element[1]->str);
-		if (*port < 1 || *port > 65535)
-			*detail = "a sentinel named an invalid port";
+		argv[0] = "SENTINEL";
+		argv[1] = "get-master-addr-by-name";
+		argv[2] = wm_guc_redis_sentinel_master;
+		reply = round_trip(3, argv, NULL);
+		if (reply == NULL)
+			*detail = io_failure_text();
+		else if (reply->type == REDIS_REPLY_ERROR &&
+				 strncmp(reply->str, "NOAUTH", 6) == 0)
+			*detail = "a sentinel requires authentication (NOAUTH)";
+		else if (reply->type == REDIS_REPLY_ERROR)
+		{
+			snprintf(why, sizeof(why), "a sentinel replied with an error (%s)",
+					 error_code(reply, code, sizeof(code)));
+			*detail = why;
+		}
+		else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+				 reply->element[0]->type != REDIS_REPLY_STRING ||
+				 reply->element[1]->type != REDIS_REPLY_STRING)
+			*detail = "a sentinel does not know the master name";
+		else if (reply->element[0]->len >= hostsize ||
+				 (inet_pton(AF_INET, reply->element[0]->str, buf) != 1 &&
+				  inet_pton(AF_INET6, reply->element[0]->str, buf) != 1))
+			*detail = "a sentinel named the master by a host name";
 		else
 		{
-			strlcpy(host, reply->element[0]->str, hostsize);
-			ok = true;
+			*port = atoi(reply->element[1]->str);
+			if (*port < 1 || *port > 65535)
+				*detail = "a sentinel named an invalid port";
+			else
+			{
+				strlcpy(host, reply->element[0]->str, hostsize);
+				ok = true;
+			}
 		}
 	}
 	if (reply)
@@ -705,7 +805,8 @@ ask_sentinel(const WmHostPort *sentinel, char *host, size_t hostsize,
  * to the address the first one names and confirm with ROLE that it is a
  * master, else go on with the next sentinel.  Nothing is remembered: every
  * new connection (after any failure, -READONLY included) asks again.
- * Bounded by (number of sentinels) x (two connects + five round trips).
+ * Bounded by (number of sentinels) x (two connects + five round trips:
+ * the sentinel's AUTH and reply, the master's AUTH, SELECT and handshake).
  */
 static bool
 connect_through_sentinels(const char **detail)

@@ -102,6 +102,8 @@ extern int	wm_guc_local_cache_size;
 extern int	wm_guc_slow_spatial_threshold;
 extern char *wm_guc_redis_sentinels;
 extern char *wm_guc_redis_sentinel_master;
+extern char *wm_guc_redis_sentinel_user;
+extern char *wm_guc_redis_sentinel_password_file;
 extern uint64 wm_guc_redis_target_generation;
 extern XLogRecPtr wm_guc_min_lsn;
 extern int	wm_guc_min_lsn_timeout;

@@ -20,6 +20,12 @@
 #     wait at once (57014); after pg_wal_replay_resume() the call returns
 #     the write, and a REPEATABLE READ transaction begun after the replay
 #     is served.  Bad input is 22P02 on the standby too.
+#  5. Promotion during a wait: replay paused, a write on the primary that
+#     the standby has received but not replayed, a call on the standby
+#     waiting for its LSN (timeout 60 s); pg_promote() (which ends the pause
+#     and replays what was received before recovery ends): the call returns
+#     without an error, well before the timeout, with the write, equal to
+#     plain SQL on the promoted server.
 
 use strict;
 use warnings FATAL => 'all';
@@ -285,6 +291,59 @@ SELECT (wm_bin_statistics() - 'computedAt')::text;}),
 # REPEATABLE READ with an LSN replayed before the transaction began: served.
 is($standby->safe_psql('app', "SET wm_perf.min_lsn = '$paused_lsn';\n" . state_sql()), '0|true|true',
 	'resumed: a REPEATABLE READ transaction begun after the replay is served, and exact');
+
+# ---------------------------------------------------------------------------
+# 5. Promoted while a call waits.
+# ---------------------------------------------------------------------------
+$node->wait_for_catchup($standby, 'replay', $node->lsn('insert'));
+$standby->safe_psql('postgres', 'SELECT pg_wal_replay_pause()');
+ok(wait_until(sub { $standby->safe_psql('postgres', 'SELECT pg_get_wal_replay_pause_state()') eq 'paused' }),
+	'promotion: replay paused');
+my $promo_lsn = $node->safe_psql(
+	'app', qq{
+UPDATE core.bins SET status = 'maintenance' WHERE id = '$new_bin';
+SELECT wm_perf_commit_lsn();});
+my $promo_after = $node->safe_psql('app', 'SELECT plain_bin_stats()::text');
+isnt($promo_after, $paused_after, 'promotion: the write changed the statistics on the primary');
+ok( wait_until(sub {
+			$standby->safe_psql('postgres', "SELECT pg_last_wal_receive_lsn() >= '$promo_lsn'") eq 't'
+		}),
+	'promotion: the standby has received the write');
+is($standby->safe_psql('postgres', "SELECT pg_last_wal_replay_lsn() < '$promo_lsn'"), 't',
+	'promotion: the write is not replayed yet');
+
+my $pbg = $standby->background_psql('app', on_error_stop => 0);
+$pbg->query_safe("\\set VERBOSITY verbose\nSET wm_perf.min_lsn = '$promo_lsn'; SET wm_perf.min_lsn_timeout = '60s'");
+my $call_t0 = time();
+$pbg->query_until(qr/started/,
+	"\\echo started\nSELECT (wm_bin_statistics() - 'computedAt')::text AS stats;\n");
+$waiter = '';
+ok( wait_until(
+		sub {
+			$waiter = $standby->safe_psql('postgres', q{
+				SELECT pid FROM pg_stat_activity
+				 WHERE wait_event_type = 'Extension' AND query LIKE 'SELECT (wm_bin_statistics()%'});
+			$waiter ne '';
+		}),
+	'promotion: the call waits for the LSN (wait event type Extension)');
+my $promote_t0 = time();
+is($standby->safe_psql('postgres', 'SELECT pg_promote()'), 't', 'promotion: pg_promote() succeeded');
+my ($promo_out) = $pbg->query('SELECT pg_is_in_recovery()');
+my $call_s = time() - $call_t0;
+my $after_promote_s = time() - $promote_t0;
+is($pbg->{stderr}, '', 'promotion: the waiting call raised no error and no warning');
+my ($promo_stats, $in_recovery) = split /\n/, $promo_out;
+is($in_recovery, 'f', 'promotion: the server is a primary now');
+is($promo_stats, $promo_after,
+	'promotion: the call returned the statistics with the write (the primary\'s plain SQL)');
+is($standby->safe_psql('app', 'SELECT plain_bin_stats()::text'), $promo_after,
+	'promotion: plain SQL on the promoted server gives the same');
+cmp_ok($call_s, '<', 15,
+	sprintf('promotion: the call returned well before its 60 s timeout (%.2f s in all, %.2f s after pg_promote() began)',
+		$call_s, $after_promote_s));
+$pbg->quit;
+is($standby->safe_psql('app', state_sql()), '0|true|true',
+	'promoted: verify returns no row, both statistics equal plain SQL');
 
 $standby->stop;
 $node->stop;

@@ -88,10 +88,13 @@ sub start_redis
 	die "redis-server on port $port did not answer PING within 10 s";
 }
 
-# start_sentinel(monitor => [name, port], down_after => ms, failover_timeout => ms)
+# start_sentinel(monitor => [name, port], down_after => ms, failover_timeout => ms,
+#                password => PW, config => [lines])
 # A Redis Sentinel (redis-server --sentinel) on 127.0.0.1, quorum 1, with a
-# config file of its own (Sentinel rewrites it).  Returns ($pid, $port) once
-# it answers PING; stopped like a redis-server (stop_redis, END block).
+# config file of its own (Sentinel rewrites it); password: "requirepass PW"
+# (clients must AUTH); config: more lines for the file (e.g. an ACL "user").
+# Returns ($pid, $port) once it answers PING; stopped like a redis-server
+# (stop_redis, END block).
 sub start_sentinel
 {
 	my (%opts) = @_;
@@ -106,7 +109,9 @@ sub start_sentinel
 	  "sentinel monitor $name 127.0.0.1 $mport 1\n",
 	  "sentinel down-after-milliseconds $name $down\n",
 	  "sentinel failover-timeout $name $fto\n",
-	  "sentinel parallel-syncs $name 1\n";
+	  "sentinel parallel-syncs $name 1\n",
+	  (defined $opts{password} ? "requirepass $opts{password}\n" : ''),
+	  map { "$_\n" } @{ $opts{config} // [] };
 	close($fh);
 	my $pid = fork();
 	die "fork failed: $!" unless defined $pid;
@@ -116,9 +121,12 @@ sub start_sentinel
 		  or POSIX::_exit(127);
 	}
 	$redis_pids{$pid} = $port;
+	my @auth = defined $opts{password}
+	  ? ('-a', $opts{password}, '--no-auth-warning')
+	  : ();
 	for (1 .. 100)
 	{
-		return ($pid, $port) if redis_cli($port, 'PING') eq 'PONG';
+		return ($pid, $port) if redis_cli($port, @auth, 'PING') eq 'PONG';
 		die "sentinel exited early (see $dir/sentinel.log)"
 		  if waitpid($pid, POSIX::WNOHANG()) == $pid;
 		usleep(100_000);
