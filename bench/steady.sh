@@ -313,6 +313,14 @@ if section standby; then
         echo "standby dashboard: bins ${R[sb_bins/$rate]}, routes ${R[sb_routes/$rate]} (p50 p95 p99 ms, n);" \
              "stale reads $STALE of ${R[sb_reads/$rate]}; pickups ${R[sb_pickups/$rate]}; replay lag at the end $lag;" \
              "load average $LOADAVG${DAYCHANGE}"
+        # The bin reads alone on the standby: without the route calls, each
+        # a full computation there, beside them on the two cores.
+        READER_PORT=$SBPORT phase "$rate" sb_bins -c 2 -j 2 -R "$READ_RATE" -f "$BENCH/standby_bin_read.sql"
+        R[sb_bins_alone/$rate]=$(pct "$(lat sb_bins "$rate")")
+        R[sb_stale/$rate]=$(( R[sb_stale/$rate] + STALE ))
+        R[sb_reads/$rate]=$(( R[sb_reads/$rate] + $(ntx "$(lat sb_bins "$rate")") ))
+        R[sb_load_alone/$rate]=$LOADAVG
+        echo "standby, bin reads alone: ${R[sb_bins_alone/$rate]}; stale reads $STALE; load average $LOADAVG${DAYCHANGE}"
         # For comparison, the same reads on the primary with the cache off
         # (every call reads the maintained state or computes, as there).
         READER_PGOPTIONS="-c wm_perf.cache_enabled=off" phase "$rate" sb_primary -c 2 -j 2 -R "$READ_RATE" \
@@ -344,22 +352,22 @@ if section standby; then
 
     log "standby summary (ms; open-loop p50 / p95 at $READ_RATE reads/s of each statistic on the standby, 2 clients each)"
     pp() { echo "$(p50 "$1") / $(p95 "$1")"; }
-    printf '| pickups/s | `wm_bin_statistics()` | `wm_route_statistics()` | primary, cache off: bins | primary, cache off: routes | full computation (plain SQL, closed loop) | plain route SQL (closed loop) | bin p95 / plain p95 | route p95 / plain route p95 | pickup (primary) | stale reads | whole-value checks (mismatches) | verify | load average (standby reads) |\n'
-    printf '|---:|---|---|---|---|---|---|---:|---:|---|---|---|---:|---|\n'
+    printf '| pickups/s | `wm_bin_statistics()` | `wm_route_statistics()` | `wm_bin_statistics()` alone | primary, cache off: bins | primary, cache off: routes | full computation (plain SQL, closed loop) | plain route SQL (closed loop) | bin p95 / plain p95 | route p95 / plain route p95 | pickup (primary) | stale reads | whole-value checks (mismatches) | verify | load average (dashboard / bins alone) |\n'
+    printf '|---:|---|---|---|---|---|---|---|---:|---:|---|---|---|---:|---|\n'
     for rate in $SB_RATES; do
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s of %s | %s (%s) | %s | %s |\n' "$rate" \
-            "$(pp "${R[sb_bins/$rate]}")" "$(pp "${R[sb_routes/$rate]}")" \
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s of %s | %s (%s) | %s | %s / %s |\n' "$rate" \
+            "$(pp "${R[sb_bins/$rate]}")" "$(pp "${R[sb_routes/$rate]}")" "$(pp "${R[sb_bins_alone/$rate]}")" \
             "$(pp "${R[sb_pbins/$rate]}")" "$(pp "${R[sb_proutes/$rate]}")" \
             "$(pp "${R[sb_plain/$rate]}")" "$(pp "${R[sb_plainr/$rate]}")" \
             "$(div "$(p95 "${R[sb_bins/$rate]}")" "$(p95 "${R[sb_plain/$rate]}")")" \
             "$(div "$(p95 "${R[sb_routes/$rate]}")" "$(p95 "${R[sb_plainr/$rate]}")")" \
             "$( [ "$rate" = 0 ] && echo - || pp "${R[sb_pickups/$rate]}")" \
             "${R[sb_stale/$rate]}" "${R[sb_reads/$rate]}" "${R[sb_checks/$rate]}" "${R[sb_mismatch/$rate]}" \
-            "${R[sb_verify/$rate]}" "${R[sb_load/$rate]}"
+            "${R[sb_verify/$rate]}" "${R[sb_load/$rate]}" "${R[sb_load_alone/$rate]}"
     done
     for rate in $SB_RATES; do
-        b=$(p95 "${R[sb_bins/$rate]}"); r=$(p95 "${R[sb_routes/$rate]}")
-        echo "standby, pickups $rate/s: goal p95 <= 5 ms: bins $(le "$b" 5 && echo met || echo NOT met) ($b ms)," \
+        b=$(p95 "${R[sb_bins/$rate]}"); r=$(p95 "${R[sb_routes/$rate]}"); a=$(p95 "${R[sb_bins_alone/$rate]}")
+        echo "standby, pickups $rate/s: goal p95 <= 5 ms: bins $(le "$b" 5 && echo met || echo NOT met) ($b ms; alone $(le "$a" 5 && echo met || echo NOT met), $a ms)," \
              "routes $(le "$r" 5 && echo met || echo NOT met) ($r ms);" \
              "0 stale / exact $([ $(( R[sb_stale/$rate] + R[sb_mismatch/$rate] + R[sb_verify/$rate] )) = 0 ] && echo met || echo NOT met)${R[sb_day/$rate]}"
     done
