@@ -14,7 +14,10 @@
 #   WM_BENCH_WRITE_SECONDS duration of each unthrottled write run (default 10)
 #   WM_BENCH_ROUNDS       rounds of the write and UPDATE comparisons (default 3)
 #   WM_BENCH_UPDATE_ROWS  rows of the bulk UPDATE (default 100000)
-#   WM_BENCH_SECTIONS     default "steady customer selftest writes update"
+#   WM_BENCH_SECTIONS     default "steady customer selftest writes update";
+#                         also "standby" (the reads on a streaming hot standby)
+#   WM_BENCH_STANDBY_RATES pickups per second of the standby section
+#                         (default "0 2 8")
 #
 # Open loop: pgbench -R schedules each transaction at a fixed mean rate
 # (Poisson), and its latency (pgbench -l, field 3) is measured from the
@@ -30,12 +33,24 @@ WRITE_SECS=${WM_BENCH_WRITE_SECONDS:-10}
 ROUNDS=${WM_BENCH_ROUNDS:-3}
 UPDATE_ROWS=${WM_BENCH_UPDATE_ROWS:-100000}
 SECTIONS=${WM_BENCH_SECTIONS:-steady customer selftest writes update}
+SB_RATES=${WM_BENCH_STANDBY_RATES:-0 2 8}
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 section() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 wm_install_deps
 wm_build_install
 wm_make_tmp
+# The standby section's server is stopped first, then wm_stop_all's.
+SBDATA=$WM_TMP/standby
+stop_standby() {
+    local spid
+    if [ -f "$SBDATA/postmaster.pid" ]; then
+        spid=$(head -1 "$SBDATA/postmaster.pid")
+        as_pg $PG_BIN/pg_ctl -D "$SBDATA" -m fast -w stop >/dev/null 2>&1 || kill "$spid" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
+    fi
+}
+trap 'stop_standby; wm_stop_all' EXIT
 wm_start_redis
 # As run_bench.sh: no checkpoint inside a run.
 wm_start_pg "shared_buffers = '2GB'" "max_connections = 50" \
@@ -71,6 +86,8 @@ pct() {
              { a[NR] = $1 }
              END { if (NR == 0) print "n/a n/a n/a 0"; else printf "%.2f %.2f %.2f %d\n", at(0.5), at(0.95), at(0.99), NR }'
 }
+# lines FILE: its number of lines (0 if there is none)
+lines() { { cat "$1" 2>/dev/null || true; } | wc -l; }
 # ntx PREFIX: the number of transactions logged under PREFIX.*, all of them
 ntx() { { cat "$1".* 2>/dev/null || true; } | wc -l; }
 # Fields of a pct result.
@@ -87,15 +104,25 @@ le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "n/a" && a + 0 <= b + 0) }';
 # second (pgbench -R RATE -c 1, logged under ..._w).  READER_PGOPTIONS goes
 # to the readers only.  Sets STALE (stale reads recorded), MISMATCH (whole
 # values that differed), PICKUPS (the pickups' latencies), DAYCHANGE (the
-# date changed: the 30-day window moved).
+# date changed: the 30-day window moved).  With READER_PORT set, the
+# readers connect to that server (the hot standby: see wait_replay); what
+# they cannot insert there they append to the files ${tag}_stale and
+# ${tag}_mismatch (-D stalefile, mismatchfile), counted in STALE and
+# MISMATCH as well.
 phase() {
-    local rate=$1 name=$2 day0 day1 base pids=() args=() tag n=1
+    local rate=$1 name=$2 day0 day1 base pids=() args=() tag n=1 rport=${READER_PORT:-$PGPORT}
     shift 2
     tag=$(lat "$name" "$rate")
     psql -X -q -d bench -c "TRUNCATE bench_mix_done, bench_stale_reads, bench_mismatches" \
          -c "SELECT wm_perf_metrics_reset()" >/dev/null
+    rm -f "${tag}_stale" "${tag}_mismatch"
+    if [ "$rport" != "$PGPORT" ]; then
+        psql -X -q -p "$rport" -d bench -c "SELECT wm_perf_metrics_reset()" >/dev/null
+        wait_replay "$rport"
+    fi
     day0=$(psql -X -At -d bench -c "SELECT current_date")
-    base=$(psql -X -At -d bench -c "SELECT bench_plain_event_count()")
+    # Counted where the readers read (a standby may not have replayed all).
+    base=$(psql -X -At -p "$rport" -d bench -c "SELECT bench_plain_event_count()")
     if awk -v r="$rate" 'BEGIN { exit !(r > 0) }'; then
         "${PGB[@]}" -c 1 -j 1 -R "$rate" -T "$SECS" -D record=1 -f "$BENCH/pickup.sql" \
             -l --log-prefix="${tag}_w" >"${tag}_out_w" 2>&1 &
@@ -105,7 +132,8 @@ phase() {
     reader() {
         local prefix=$tag
         [ "$1" = 1 ] || prefix=${tag}_$1
-        PGOPTIONS=${READER_PGOPTIONS:-} "${PGB[@]}" -T "$SECS" -D base="$base" -l --log-prefix="$prefix" \
+        PGOPTIONS=${READER_PGOPTIONS:-} "${PGB[@]}" -p "$rport" -T "$SECS" -D base="$base" \
+            -D stalefile="${tag}_stale" -D mismatchfile="${tag}_mismatch" -l --log-prefix="$prefix" \
             "${@:2}" >"${tag}_out_$1" 2>&1 &
         pids+=($!)
     }
@@ -123,19 +151,34 @@ phase() {
     done
     day1=$(psql -X -At -d bench -c "SELECT current_date")
     DAYCHANGE=$([ "$day0" = "$day1" ] && echo "" || echo " (the date changed during the run: the stale check does not hold)")
-    STALE=$(psql -X -At -d bench -c "SELECT count(*) FROM bench_stale_reads")
-    MISMATCH=$(psql -X -At -d bench -c "SELECT count(*) FROM bench_mismatches")
+    STALE=$(( $(psql -X -At -d bench -c "SELECT count(*) FROM bench_stale_reads") + $(lines "${tag}_stale") ))
+    MISMATCH=$(( $(psql -X -At -d bench -c "SELECT count(*) FROM bench_mismatches") + $(lines "${tag}_mismatch") ))
     PICKUPS=$(pct "${tag}_w")
     LOADAVG=$(cut -d' ' -f1 /proc/loadavg)
     grep -hE "failed transactions: [1-9]|aborted|ERROR|FATAL" "${tag}"_out_* | head -5 || true
 }
 
-# verify: the differences wm_statistics_verify() finds (0 when exact), and
-# the rows if any; a row "not maintained for this caller" means that calls
-# compute in full (agg_sizes says whether piled-up deltas are the reason).
+# wait_replay PORT: until the standby on PORT has replayed the primary's WAL
+# written so far (at most 300 s).
+wait_replay() {
+    local lsn
+    lsn=$(psql -X -At -d bench -c "SELECT pg_current_wal_lsn()")
+    for _ in $(seq 3000); do
+        [ "$(psql -X -At -p "$1" -d bench -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] && return 0
+        sleep 0.1
+    done
+    echo "the standby on port $1 has not replayed $lsn in 300 s" >&2
+    return 1
+}
+
+# verify [PORT]: the differences wm_statistics_verify() finds (0 when
+# exact), on the server on PORT (default the primary), and the rows if any;
+# a row "not maintained for this caller" means that calls compute in full
+# (agg_sizes says whether piled-up deltas are the reason).
 verify() {
-    VERIFY=$(psql -X -At -d bench -c "SELECT count(*) FROM wm_statistics_verify()")
-    [ "$VERIFY" = 0 ] || psql -X -d bench -c "SELECT * FROM wm_statistics_verify() LIMIT 10"
+    local port=${1:-$PGPORT}
+    VERIFY=$(psql -X -At -p "$port" -d bench -c "SELECT count(*) FROM wm_statistics_verify()")
+    [ "$VERIFY" = 0 ] || psql -X -p "$port" -d bench -c "SELECT * FROM wm_statistics_verify() LIMIT 10"
 }
 # agg_sizes: blocks of the maintained tables against the limit past which a
 # call computes in full (maintain.c: max(1024, a quarter of the blocks of
@@ -224,6 +267,111 @@ if section steady; then
              "route p95 <= 2 ms $(le "$r" 2 && echo met || echo NOT met)," \
              "0 stale $([ $(( R[stale/$rate] + R[maint_stale/$rate] + R[mismatch/$rate] + R[verify/$rate] )) = 0 ] && echo met || echo NOT met)${R[day/$rate]}"
     done
+fi
+
+if section standby; then
+    # A streaming hot standby of the bench cluster, configured like it
+    # (pg_basebackup copies postgresql.conf: preload, the wm_perf settings,
+    # shared_buffers), on its own free loopback port and the same socket
+    # directory, with hot_standby_feedback (a check's snapshot of seconds is
+    # not cancelled by the primary's pruning).  A standby never uses the
+    # cache (cache.c), so every call there reads the maintained state (bins)
+    # or computes (routes, which are not maintained) under its own snapshot.
+    log "hot standby: pg_basebackup -R of the bench cluster"
+    t0=$(date +%s)
+    psql -X -q -d bench -c "CHECKPOINT"
+    as_pg $PG_BIN/pg_basebackup -D "$SBDATA" -R -X stream -c fast -h "$WM_TMP" -p "$PGPORT" -U postgres
+    SBPORT=$(wm_free_port)
+    { echo "port = $SBPORT"; echo "hot_standby = on"; echo "hot_standby_feedback = on"; } >>"$SBDATA/postgresql.conf"
+    as_pg $PG_BIN/pg_ctl -D "$SBDATA" -l "$WM_TMP/standby.log" -w -t 600 start >/dev/null
+    wait_replay "$SBPORT"
+    echo "standby on port $SBPORT, in recovery: $(psql -X -At -p "$SBPORT" -d bench -c "SELECT pg_is_in_recovery()");" \
+         "copied and replayed in $(( $(date +%s) - t0 )) s"
+    # Which path a standby call takes (stats.c logs it at DEBUG1).
+    psql -X -p "$SBPORT" -d bench -c "SET client_min_messages = debug1" -c "SELECT wm_bin_statistics() IS NOT NULL" 2>&1 |
+        grep -o "wm_perf bin statistics [a-z ]*" || echo "no DEBUG1 line from wm_bin_statistics() on the standby"
+    verify "$SBPORT"
+    echo "standby: wm_statistics_verify(): $VERIFY differences"
+    log "standby reads: pickups on the primary at ${SB_RATES// /, } per second, reads on the standby at $READ_RATE/s of each statistic, ${SECS} s each"
+    for rate in $SB_RATES; do
+        log "standby, pickups at $rate per second"
+        # The dashboards on the standby: bin and route statistics, as the
+        # steady section's, from two pgbench processes.
+        READER_PORT=$SBPORT phase "$rate" sb_dash -c 2 -j 2 -R "$READ_RATE" -f "$BENCH/standby_bin_read.sql" \
+            + -c 2 -j 2 -R "$READ_RATE" -f "$BENCH/standby_route_read.sql"
+        R[sb_bins/$rate]=$(pct "$(lat sb_dash "$rate")")
+        R[sb_routes/$rate]=$(pct "$(lat sb_dash "$rate")_2")
+        R[sb_stale/$rate]=$STALE
+        R[sb_reads/$rate]=$(( $(ntx "$(lat sb_dash "$rate")") + $(ntx "$(lat sb_dash "$rate")_2") ))
+        R[sb_pickups/$rate]=$PICKUPS
+        R[sb_day/$rate]=$DAYCHANGE
+        R[sb_load/$rate]=$LOADAVG
+        lag=$(psql -X -At -d bench -c "SELECT coalesce(replay_lag::text, 'none') FROM pg_stat_replication")
+        psql -X -p "$SBPORT" -d bench -c "SELECT function_name, calls, cache_hits, cache_misses, cache_bypasses,
+                                                 round(avg_time_ms::numeric, 3) AS avg_ms, round(max_time_ms::numeric, 3) AS max_ms
+                                            FROM wm_perf_metrics WHERE calls > 0 ORDER BY 1"
+        echo "standby dashboard: bins ${R[sb_bins/$rate]}, routes ${R[sb_routes/$rate]} (p50 p95 p99 ms, n);" \
+             "stale reads $STALE of ${R[sb_reads/$rate]}; pickups ${R[sb_pickups/$rate]}; replay lag at the end $lag;" \
+             "load average $LOADAVG${DAYCHANGE}"
+        # The bin reads alone on the standby: without the route calls, each
+        # a full computation there, beside them on the two cores.
+        READER_PORT=$SBPORT phase "$rate" sb_bins -c 2 -j 2 -R "$READ_RATE" -f "$BENCH/standby_bin_read.sql"
+        R[sb_bins_alone/$rate]=$(pct "$(lat sb_bins "$rate")")
+        R[sb_stale/$rate]=$(( R[sb_stale/$rate] + STALE ))
+        R[sb_reads/$rate]=$(( R[sb_reads/$rate] + $(ntx "$(lat sb_bins "$rate")") ))
+        R[sb_load_alone/$rate]=$LOADAVG
+        echo "standby, bin reads alone: ${R[sb_bins_alone/$rate]}; stale reads $STALE; load average $LOADAVG${DAYCHANGE}"
+        # For comparison, the same reads on the primary with the cache off
+        # (every call reads the maintained state or computes, as there).
+        READER_PGOPTIONS="-c wm_perf.cache_enabled=off" phase "$rate" sb_primary -c 2 -j 2 -R "$READ_RATE" \
+            -f "$BENCH/steady_bin_read.sql" + -c 2 -j 2 -R "$READ_RATE" -f "$BENCH/steady_route_read.sql"
+        R[sb_pbins/$rate]=$(pct "$(lat sb_primary "$rate")")
+        R[sb_proutes/$rate]=$(pct "$(lat sb_primary "$rate")_2")
+        R[sb_stale/$rate]=$(( R[sb_stale/$rate] + STALE ))
+        R[sb_reads/$rate]=$(( R[sb_reads/$rate] + $(ntx "$(lat sb_primary "$rate")") + $(ntx "$(lat sb_primary "$rate")_2") ))
+        echo "primary, cache off: bins ${R[sb_pbins/$rate]}, routes ${R[sb_proutes/$rate]}; stale reads $STALE;" \
+             "load average $LOADAVG${DAYCHANGE}"
+        # The baselines on the standby under the same writes, closed loop
+        # (at scale 1 they take longer than the interval between requests).
+        READER_PORT=$SBPORT phase "$rate" sb_plain_bins -c 1 -j 1 -f "$BENCH/plain_bin_stats.sql"
+        R[sb_plain/$rate]=$(pct "$(lat sb_plain_bins "$rate")")
+        READER_PORT=$SBPORT phase "$rate" sb_plain_routes -c 1 -j 1 -f "$BENCH/plain_route_stats.sql"
+        R[sb_plainr/$rate]=$(pct "$(lat sb_plain_routes "$rate")")
+        echo "standby plain bins ${R[sb_plain/$rate]}; plain routes ${R[sb_plainr/$rate]}; load average $LOADAVG"
+        # Whole values in one REPEATABLE READ snapshot of the standby.
+        READER_PORT=$SBPORT phase "$rate" sb_check -c 1 -j 1 -R "$CHECK_RATE" -f "$BENCH/standby_check.sql"
+        R[sb_checks/$rate]=$(ntx "$(lat sb_check "$rate")")
+        R[sb_mismatch/$rate]=$MISMATCH
+        wait_replay "$SBPORT"
+        verify "$SBPORT"
+        R[sb_verify/$rate]=$VERIFY
+        echo "standby whole-value checks ${R[sb_checks/$rate]}, mismatches $MISMATCH${DAYCHANGE};" \
+             "wm_statistics_verify() on the standby: $VERIFY differences; load average $LOADAVG"
+        agg_sizes
+    done
+
+    log "standby summary (ms; open-loop p50 / p95 at $READ_RATE reads/s of each statistic on the standby, 2 clients each)"
+    pp() { echo "$(p50 "$1") / $(p95 "$1")"; }
+    printf '| pickups/s | `wm_bin_statistics()` | `wm_route_statistics()` | `wm_bin_statistics()` alone | primary, cache off: bins | primary, cache off: routes | full computation (plain SQL, closed loop) | plain route SQL (closed loop) | bin p95 / plain p95 | route p95 / plain route p95 | pickup (primary) | stale reads | whole-value checks (mismatches) | verify | load average (dashboard / bins alone) |\n'
+    printf '|---:|---|---|---|---|---|---|---|---:|---:|---|---|---|---:|---|\n'
+    for rate in $SB_RATES; do
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s of %s | %s (%s) | %s | %s / %s |\n' "$rate" \
+            "$(pp "${R[sb_bins/$rate]}")" "$(pp "${R[sb_routes/$rate]}")" "$(pp "${R[sb_bins_alone/$rate]}")" \
+            "$(pp "${R[sb_pbins/$rate]}")" "$(pp "${R[sb_proutes/$rate]}")" \
+            "$(pp "${R[sb_plain/$rate]}")" "$(pp "${R[sb_plainr/$rate]}")" \
+            "$(div "$(p95 "${R[sb_bins/$rate]}")" "$(p95 "${R[sb_plain/$rate]}")")" \
+            "$(div "$(p95 "${R[sb_routes/$rate]}")" "$(p95 "${R[sb_plainr/$rate]}")")" \
+            "$( [ "$rate" = 0 ] && echo - || pp "${R[sb_pickups/$rate]}")" \
+            "${R[sb_stale/$rate]}" "${R[sb_reads/$rate]}" "${R[sb_checks/$rate]}" "${R[sb_mismatch/$rate]}" \
+            "${R[sb_verify/$rate]}" "${R[sb_load/$rate]}" "${R[sb_load_alone/$rate]}"
+    done
+    for rate in $SB_RATES; do
+        b=$(p95 "${R[sb_bins/$rate]}"); r=$(p95 "${R[sb_routes/$rate]}"); a=$(p95 "${R[sb_bins_alone/$rate]}")
+        echo "standby, pickups $rate/s: goal p95 <= 5 ms: bins $(le "$b" 5 && echo met || echo NOT met) ($b ms; alone $(le "$a" 5 && echo met || echo NOT met), $a ms)," \
+             "routes $(le "$r" 5 && echo met || echo NOT met) ($r ms);" \
+             "0 stale / exact $([ $(( R[sb_stale/$rate] + R[sb_mismatch/$rate] + R[sb_verify/$rate] )) = 0 ] && echo met || echo NOT met)${R[sb_day/$rate]}"
+    done
+    stop_standby
 fi
 
 if section selftest; then
