@@ -135,6 +135,39 @@ ensure_triggers(Oid relid, const char *role, List **lines)
 }
 
 /*
+ * Every partition and inheritance child of relid (plain, partitioned and
+ * foreign tables), ordered by name; connected to SPI.
+ */
+static List *
+descendants(Oid relid)
+{
+	List	   *out = NIL;
+	uint64		i;
+	int			rc;
+	char	   *sql = psprintf("WITH RECURSIVE d(relid) AS ("
+							   " SELECT i.inhrelid FROM pg_catalog.pg_inherits i"
+							   "  WHERE i.inhparent OPERATOR(pg_catalog.=) %u"
+							   " UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i"
+							   "  JOIN d ON i.inhparent OPERATOR(pg_catalog.=) d.relid)"
+							   " SELECT d.relid FROM d JOIN pg_catalog.pg_class c"
+							   "  ON c.oid OPERATOR(pg_catalog.=) d.relid"
+							   " WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,f}'::pg_catalog.\"char\"[])"
+							   " ORDER BY d.relid::pg_catalog.regclass::pg_catalog.text COLLATE \"C\"",
+							   relid);
+
+	rc = SPI_execute(sql, false, 0);
+	wm_spi_check(rc, SPI_OK_SELECT, "listing partitions and children");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		out = lappend_oid(out, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															  SPI_tuptable->tupdesc, 1, &isnull)));
+	}
+	return out;
+}
+
+/*
  * _wm_attach_triggers(tbl regclass, role text) RETURNS SETOF text: the
  * invalidation triggers on a table and on its partitions and inheritance
  * children, one line per trigger.  Used by wm_perf_attach().
@@ -148,10 +181,8 @@ wm_attach_triggers(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo;
 	List	   *lines = NIL;
 	ListCell   *lc;
-	uint64		i;
 	int			rc;
-	char	   *sql;
-	List	   *descendants = NIL;
+	List	   *children;
 	int			t = wm_table_of_role(role);
 
 	if (t < 0 || t == WM_TABLE_ORGANIZATIONS)
@@ -165,28 +196,9 @@ wm_attach_triggers(PG_FUNCTION_ARGS)
 	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
 	/* Every descendant, ordered by name: partitions and children alike. */
-	sql = psprintf("WITH RECURSIVE d(relid) AS ("
-				   " SELECT i.inhrelid FROM pg_catalog.pg_inherits i"
-				   "  WHERE i.inhparent OPERATOR(pg_catalog.=) %u"
-				   " UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i"
-				   "  JOIN d ON i.inhparent OPERATOR(pg_catalog.=) d.relid)"
-				   " SELECT d.relid FROM d JOIN pg_catalog.pg_class c"
-				   "  ON c.oid OPERATOR(pg_catalog.=) d.relid"
-				   " WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,f}'::pg_catalog.\"char\"[])"
-				   " ORDER BY d.relid::pg_catalog.regclass::pg_catalog.text COLLATE \"C\"",
-				   relid);
-	rc = SPI_execute(sql, false, 0);
-	wm_spi_check(rc, SPI_OK_SELECT, "listing partitions and children");
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-
-		descendants = lappend_oid(descendants,
-								  DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																 SPI_tuptable->tupdesc, 1, &isnull)));
-	}
+	children = descendants(relid);
 	ensure_triggers(relid, role, &lines);
-	foreach(lc, descendants)
+	foreach(lc, children)
 		ensure_triggers(lfirst_oid(lc), role, &lines);
 
 	/* The lines live in SPI's memory: into the tuplestore before it goes. */
@@ -239,39 +251,6 @@ qualified_relname(Oid relid)
 									  get_rel_name(relid));
 }
 
-/*
- * The partitions and inheritance children of relid that hold rows (plain
- * and partitioned tables; a foreign table cannot have transition tables),
- * connected to SPI.
- */
-static List *
-row_descendants(Oid relid)
-{
-	List	   *out = NIL;
-	uint64		i;
-	int			rc;
-	char	   *sql = psprintf("WITH RECURSIVE d(relid) AS ("
-							   " SELECT i.inhrelid FROM pg_catalog.pg_inherits i"
-							   "  WHERE i.inhparent OPERATOR(pg_catalog.=) %u"
-							   " UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i"
-							   "  JOIN d ON i.inhparent OPERATOR(pg_catalog.=) d.relid)"
-							   " SELECT d.relid FROM d JOIN pg_catalog.pg_class c"
-							   "  ON c.oid OPERATOR(pg_catalog.=) d.relid"
-							   " WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog.\"char\"[])",
-							   relid);
-
-	rc = SPI_execute(sql, false, 0);
-	wm_spi_check(rc, SPI_OK_SELECT, "listing partitions and children");
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-
-		out = lappend_oid(out, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-															  SPI_tuptable->tupdesc, 1, &isnull)));
-	}
-	return out;
-}
-
 static char *
 maintain_trigger_name(const WmMaintainDef *m)
 {
@@ -288,10 +267,15 @@ maintain_trigger_name(const WmMaintainDef *m)
 static void
 create_maintain_triggers(Oid relid, WmTable table, List **lines)
 {
-	char	   *tname = qualified_relname(relid);
+	char	   *tname;
+	char		kind = get_rel_relkind(relid);
 	int			d;
 	int			rc;
 
+	/* A foreign table cannot have transition tables. */
+	if (kind != RELKIND_RELATION && kind != RELKIND_PARTITIONED_TABLE)
+		return;
+	tname = qualified_relname(relid);
 	for (d = 0; d < (int) lengthof(maintain_defs); d++)
 	{
 		const WmMaintainDef *m = &maintain_defs[d];
@@ -358,9 +342,9 @@ wm_maintain_triggers(PG_FUNCTION_ARGS)
 
 		/* Partitions and children of bins and service_events get them too. */
 		if (OidIsValid(target[WM_TABLE_BINS]))
-			desc[WM_TABLE_BINS] = row_descendants(target[WM_TABLE_BINS]);
+			desc[WM_TABLE_BINS] = descendants(target[WM_TABLE_BINS]);
 		if (OidIsValid(target[WM_TABLE_SERVICE_EVENTS]))
-			desc[WM_TABLE_SERVICE_EVENTS] = row_descendants(target[WM_TABLE_SERVICE_EVENTS]);
+			desc[WM_TABLE_SERVICE_EVENTS] = descendants(target[WM_TABLE_SERVICE_EVENTS]);
 
 		/* Drop those on other tables, or of another role. */
 		sql = psprintf("SELECT tgrelid, tgname::pg_catalog.text FROM pg_catalog.pg_trigger"
@@ -545,7 +529,7 @@ relation_changed(Oid relid)
 			{
 				ListCell   *lc;
 
-				foreach(lc, row_descendants(relid))
+				foreach(lc, descendants(relid))
 				{
 					ensure_triggers(lfirst_oid(lc), wm_table_role_name((WmTable) t), NULL);
 					if (maintained_role(attached, (WmTable) t))
@@ -559,9 +543,7 @@ relation_changed(Oid relid)
 			mask |= 1 << t;
 			ensure_triggers(relid, wm_table_role_name((WmTable) t), NULL);
 			/* And the maintenance triggers, if its table has them. */
-			if (maintained_role(attached, (WmTable) t) &&
-				(get_rel_relkind(relid) == RELKIND_RELATION ||
-				 get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE))
+			if (maintained_role(attached, (WmTable) t))
 				maintain_new_descendant(relid, (WmTable) t);
 		}
 	}
